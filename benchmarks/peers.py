@@ -140,7 +140,7 @@ class RawFloor(Peer):
 
 
 class Tfckpt(Peer):
-    """``tfckpt.write`` / ``tfckpt.read`` / ``CheckpointReader.read_into`` / ``get_tensor``."""
+    """``tfckpt.write`` / ``tfckpt.read`` / ``CheckpointReader.read_many(out=...)`` / ``get_tensor``."""
 
     name = "tfckpt"
     label = "tfckpt (sync=False)"
@@ -161,11 +161,7 @@ class Tfckpt(Peer):
         import tfckpt
 
         with tfckpt.CheckpointReader(path) as r:
-            for name, a in state.items():
-                if a.dtype == object:
-                    a[...] = r.get_tensor(name)
-                else:
-                    r.read_into(name, a)
+            r.read_many(out=state)
         return state
 
     def read_one(self, path: str, name: str) -> Any:

@@ -192,7 +192,7 @@ def render_markdown(results: dict[str, Any], command: str, plot_name: str | None
         "`readinto`; in place: `readinto` the existing arrays; read one: `os.preadv` at a known offset. "
         "No index, no checksums: the floor.",
         "- **tfckpt**: `tfckpt.write(state, prefix, sync=False)`, `tfckpt.read(prefix)`, "
-        "`CheckpointReader.read_into(name, array)` for every tensor, `CheckpointReader(prefix).get_tensor(name)`.",
+        "`CheckpointReader.read_many(out=arrays)` (in place), `CheckpointReader(prefix).get_tensor(name)`.",
         "- **tf-savev2**: `tf.raw_ops.SaveV2` / `RestoreV2` on eager tensors; read one = `RestoreV2` of one name.",
         "- **tf-saver**: `tf.compat.v1.train.Saver(var_list={name: tf.Variable})` in eager mode, "
         "`save(write_meta_graph=False, write_state=False)` and `restore` into the variables; read one = "

@@ -63,6 +63,8 @@ class ReadableFile(Protocol):
 
     def readinto(self, offset: int, buf: memoryview) -> None: ...
 
+    def readinto_many(self, offset: int, bufs: list[memoryview], length: int) -> None: ...
+
     def view(self, offset: int, length: int) -> memoryview: ...
 
     def close(self) -> None: ...
@@ -111,6 +113,26 @@ class LocalFile:
                     offset=offset + done,
                 )
             done += n
+
+    def readinto_many(self, offset: int, bufs: list[memoryview], length: int) -> None:
+        """Fill the byte buffers ``bufs`` (``length`` bytes in all) from the contiguous range at
+        ``offset`` with one ``preadv``; a short read (rare) is finished buffer by buffer."""
+        self._check(offset, length)
+        try:
+            n = os.preadv(self._fd, bufs, offset)
+        except OSError as e:
+            raise os_error(e, self.path, "cannot read") from None
+        if n == length:
+            return
+        pos = offset
+        for b in bufs:
+            size = b.nbytes
+            if n >= size:
+                n -= size
+            else:
+                self.readinto(pos + n, b[n:])
+                n = 0
+            pos += size
 
     def view(self, offset: int, length: int) -> memoryview:
         self._check(offset, length)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -201,6 +202,34 @@ class CheckpointReader:
         out[...] = value
         return out
 
+    def read_many(self, names: Iterable[str] | None = None, *,
+                  out: Mapping[str, np.ndarray[Any, Any]] | None = None) -> dict[str, np.ndarray[Any, Any]]:
+        """Read many tensors at once: ``names`` (default: the keys of ``out``, else every tensor),
+        each into ``out[name]`` when ``out`` has it (same dtype and shape, C-contiguous) or into a
+        new array. Scalars come back as 0-d arrays.
+
+        Faster than one :meth:`get_tensor` per name: small tensors stored next to each other
+        are fetched with one system call per run, straight into their destinations, and every
+        CRC is still checked.
+
+        Example:
+            >>> import tempfile, os, numpy as np, tfckpt
+            >>> p = tfckpt.write({"a": np.ones(3), "b": np.arange(2)}, os.path.join(tempfile.mkdtemp(), "c"))
+            >>> buf = np.zeros(3)
+            >>> with tfckpt.CheckpointReader(p) as r:
+            ...     got = r.read_many(["a", "b"], out={"a": buf})
+            >>> got["a"] is buf, buf.tolist(), got["b"].tolist()
+            (True, [1.0, 1.0, 1.0], [0, 1])
+        """
+        wanted = list(names) if names is not None else list(out) if out is not None else self._all_names()
+        if isinstance(self._impl, BundleReader):
+            return self._impl.read_many(wanted, out)
+        result: dict[str, np.ndarray[Any, Any]] = {}
+        for n in wanted:
+            dest = out.get(n) if out is not None else None
+            result[n] = self.read_into(n, dest) if dest is not None else self._impl.read(n)
+        return result
+
     def get_slices(self, name: str) -> list[str]:
         """The stored slices of a partitioned tensor, as slice strings (empty for whole tensors)."""
         return [s.spec() for s in self._impl.slices(name)]
@@ -292,10 +321,6 @@ def list_variables(ckpt_dir_or_file: PathLike) -> list[tuple[str, list[int]]]:
 def read(prefix: PathLike, names: list[str] | None = None, *, verify_crc: bool = True) -> dict[str, Any]:
     """Read tensors (all, or ``names``) into a dict of numpy arrays (0-d arrays for scalars)."""
     with CheckpointReader(_resolve(prefix), verify_crc=verify_crc) as r, paused_gc():
-        wanted = r._all_names() if names is None else list(names)
-        out: dict[str, Any] = {}
-        for n in wanted:
-            out[n] = r._impl.read(n)
-        return out
+        return r.read_many(names)
 
 

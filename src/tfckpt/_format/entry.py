@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -36,6 +37,8 @@ def _varint_signed64(v: int) -> bytes:
     return encode_varint(v & 0xFFFFFFFFFFFFFFFF)
 
 
+_parse_entry = checkpoint_pb2.BundleEntryProto.FromString
+_KNOWN_DTYPES: set[int] = set()  # enums already checked by dtype_from_enum
 _SHAPES: dict[tuple[int, ...], bytes] = {}  # shapes repeat across a model's tensors
 
 
@@ -106,12 +109,12 @@ class BundleHeader:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class BundleEntry:
+class BundleEntry(NamedTuple):
     """Where and how one tensor (or one slice of a partitioned tensor) is stored.
 
     ``crc32c`` is the stored (masked) value. ``slices`` is non-empty only for
     the "full" entry of a partitioned tensor, which holds no data itself.
+    (A named tuple: reading 100,000 entries builds 100,000 of them.)
     """
 
     dtype: int
@@ -120,7 +123,7 @@ class BundleEntry:
     offset: int = 0
     size: int = 0
     crc32c: int = 0
-    slices: tuple[TensorSlice, ...] = field(default=())
+    slices: tuple[TensorSlice, ...] = ()
 
     @property
     def num_elements(self) -> int:
@@ -154,13 +157,17 @@ class BundleEntry:
             DataLossError: unparsable proto, negative or unknown-rank shape,
                 negative offset/size/shard, or an absurd element count.
         """
+        e = _decode_canonical(data)
+        if e is not None:
+            return e
         try:
-            p = checkpoint_pb2.BundleEntryProto.FromString(data)
+            p = _parse_entry(data)
         except DecodeError:
             raise DataLossError(f"{path}: corrupt index entry for {key!r}", path=path, key=key) from None
-        if p.shape.unknown_rank:
+        shp = p.shape
+        if shp.unknown_rank:
             raise DataLossError(f"{path}: entry {key!r} has a shape of unknown rank", path=path, key=key)
-        shape = tuple(d.size for d in p.shape.dim)
+        shape = tuple([d.size for d in shp.dim])
         n = 1
         for d in shape:
             if d < 0:
@@ -170,14 +177,20 @@ class BundleEntry:
             if n > MAX_ELEMENTS:
                 raise DataLossError(f"{path}: entry {key!r} claims an absurd shape {list(shape)}",
                                     path=path, key=key)
-        if p.offset < 0 or p.size < 0 or p.shard_id < 0:
+        dtype, shard, offset, size = p.dtype, p.shard_id, p.offset, p.size
+        if offset < 0 or size < 0 or shard < 0:
             raise DataLossError(f"{path}: entry {key!r} has a negative offset, size or shard id",
                                 path=path, key=key)
-        try:
-            dtype_from_enum(p.dtype)
-        except InvalidArgumentError:
-            raise DataLossError(f"{path}: entry {key!r} has an unknown dtype enum {p.dtype}",
-                                path=path, key=key) from None
+        if dtype not in _KNOWN_DTYPES:
+            try:
+                dtype_from_enum(dtype)
+            except InvalidArgumentError:
+                raise DataLossError(f"{path}: entry {key!r} has an unknown dtype enum {dtype}",
+                                    path=path, key=key) from None
+            _KNOWN_DTYPES.add(dtype)
+        if not p.slices:
+            _remember_head(data, dtype, shape)
+            return cls(dtype, shape, shard, offset, size, p.crc32c)
         slices = []
         for sp in p.slices:
             ext = []
@@ -190,6 +203,124 @@ class BundleEntry:
         if slices:
             validate_slices(shape, slices, key=key, path=path)
         return cls(p.dtype, shape, p.shard_id, p.offset, p.size, p.crc32c, tuple(slices))
+
+
+# Canonical entry heads seen so far: the bytes ``08 <dtype> 12 <len> <shape>`` -> (dtype, shape).
+# Models repeat a few shapes many times, so most entries of a big index decode through here.
+_HEADS: dict[bytes, tuple[int, tuple[int, ...]]] = {}
+
+
+def _remember_head(data: bytes, dtype: int, shape: tuple[int, ...]) -> None:
+    """Cache the head of a validated entry if it is exactly the canonical encoding of (dtype, shape)."""
+    if len(_HEADS) >= 4096 or dtype >= 0x80:
+        return
+    shp = encode_shape(shape)
+    if len(shp) < 0x80:
+        head = bytes((8, dtype, 0x12, len(shp))) + shp
+        if data.startswith(head):
+            _HEADS[head] = (dtype, shape)
+
+
+def _parse_head(data: bytes, end: int) -> tuple[int, tuple[int, ...]] | None:
+    """(dtype, shape) from a canonical head ``data[:end]`` of known dtype and sane shape, else None."""
+    dtype = data[1]
+    if data[0] != 8 or data[2] != 0x12 or dtype not in _KNOWN_DTYPES or end > len(data):
+        return None
+    dims: list[int] = []
+    pos = 4
+    count = 1
+    while pos < end:
+        if data[pos] != 0x12 or pos + 1 >= end:
+            return None
+        stop = pos + 2 + data[pos + 1]
+        if stop > end:
+            return None
+        pos += 2
+        v = 0
+        if pos < stop:  # an absent size is a zero dimension
+            if data[pos] != 8:
+                return None
+            pos += 1
+            shift = 0
+            while True:
+                if pos >= stop or shift > 56:
+                    return None
+                c = data[pos]
+                pos += 1
+                v |= (c & 0x7F) << shift
+                if c < 0x80:
+                    break
+                shift += 7
+            if pos != stop:
+                return None
+        dims.append(v)
+        count *= v
+        if count > MAX_ELEMENTS:
+            return None
+    shape = tuple(dims)
+    if len(_HEADS) < 4096 and encode_shape(shape) == data[4:end]:
+        _HEADS[data[:end]] = (dtype, shape)
+    return dtype, shape
+
+
+def _decode_canonical(data: bytes) -> BundleEntry | None:
+    """Fast path of :meth:`BundleEntry.decode` for entries laid out as TensorFlow writes them
+    (known head, then shard/offset/size/crc in field order); None means "take the full path".
+
+    Example:
+        >>> e = BundleEntry(1, (2, 3), 0, 300, 24, 7)
+        >>> _ = BundleEntry.decode(e.encode())  # the full path learns the head
+        >>> _decode_canonical(e.encode()) == e
+        True
+    """
+    if len(data) < 4 or data[3] >= 0x80:
+        return None
+    pos = 4 + data[3]
+    head = _HEADS.get(data[:pos])
+    if head is None:
+        head = _parse_head(data, pos)
+        if head is None:
+            return None
+    n = len(data)
+    shard = offset = size = 0
+    b = data[pos] if pos < n else 0
+    if b == 0x18:
+        shard = data[pos + 1] if pos + 1 < n else 0x80
+        if shard >= 0x80:
+            return None
+        pos += 2
+        b = data[pos] if pos < n else 0
+    if b == 0x20:
+        pos += 1
+        shift = 0
+        while True:
+            if pos >= n or shift > 56:
+                return None
+            c = data[pos]
+            pos += 1
+            offset |= (c & 0x7F) << shift
+            if c < 0x80:
+                break
+            shift += 7
+        b = data[pos] if pos < n else 0
+    if b == 0x28:
+        pos += 1
+        shift = 0
+        while True:
+            if pos >= n or shift > 56:
+                return None
+            c = data[pos]
+            pos += 1
+            size |= (c & 0x7F) << shift
+            if c < 0x80:
+                break
+            shift += 7
+        b = data[pos] if pos < n else 0
+    if pos == n:
+        return BundleEntry(head[0], head[1], shard, offset, size, 0)
+    if b == 0x35 and pos + 5 == n:
+        return BundleEntry(head[0], head[1], shard, offset, size, int.from_bytes(data[pos + 1 :], "little"))
+    return None
 
 
 # Stored slices are checked pairwise for overlap up to this many (TensorFlow's

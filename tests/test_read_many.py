@@ -1,0 +1,196 @@
+"""Bulk reads (``CheckpointReader.read_many``) and the fast index-entry decoder behind them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tfckpt
+from tfckpt._format import bundle_reader
+from tfckpt._format.coding import FIXED32
+from tfckpt._format.entry import BundleEntry
+from tfckpt._proto import checkpoint_pb2
+from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
+
+
+def _state(rng: np.random.Generator) -> dict[str, object]:
+    state: dict[str, object] = {f"small/{i:03d}": rng.random(int(rng.integers(1, 300)), dtype=np.float32)
+                                for i in range(150)}
+    state.update({
+        "big": rng.random(300_000),  # 2.4 MB: read on its own, in parallel parts
+        "bf16": rng.random((7, 3)).astype(ml_dtypes.bfloat16),
+        "ints": np.arange(12, dtype=np.int64).reshape(3, 4),
+        "scalar": np.int32(5),
+        "empty": np.zeros((0, 4), np.float32),
+        "words": np.array([b"a", b"", b"xyz"], dtype=object),
+        "flag": np.bool_(True),
+    })
+    return state
+
+
+def _same(a: np.ndarray, b: object) -> None:  # type: ignore[type-arg]
+    b = np.asarray(b)
+    assert a.shape == b.shape
+    assert a.dtype == b.dtype
+    if a.dtype == object:
+        assert a.tolist() == b.tolist()
+    else:
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_read_many_matches_reading_one_by_one(tmp_path: Path, shards: int) -> None:
+    state = _state(np.random.default_rng(0))
+    p = tfckpt.write(state, str(tmp_path / "c"), num_shards=shards)
+    with tfckpt.CheckpointReader(p) as r:
+        got = r.read_many()
+        assert list(got) == sorted(state)
+        for k, v in state.items():
+            _same(got[k], v)
+            _same(got[k], r.get_tensor(k))
+        picked = r.read_many(["words", "small/007", "big"])
+        assert list(picked) == ["words", "small/007", "big"]
+    assert list(tfckpt.read(p, ["ints", "scalar"])) == ["ints", "scalar"]
+
+
+def test_read_many_into_existing_arrays(tmp_path: Path) -> None:
+    state = _state(np.random.default_rng(1))
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    out = {k: np.zeros_like(np.asarray(v)) for k, v in state.items()}
+    with tfckpt.CheckpointReader(p) as r:
+        got = r.read_many(out=out)
+    assert list(got) == list(out)
+    for k, v in state.items():
+        assert got[k] is out[k]
+        _same(out[k], v)
+
+
+def test_read_many_parallel_runs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    # 8 MB of 32 KB tensors: runs of about 1 MiB go to worker threads
+    state = {f"t{i:04d}": rng.random(4096) for i in range(256)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    out = {k: np.empty_like(v) for k, v in state.items()}
+    with tfckpt.CheckpointReader(p) as r:
+        r.read_many(out=out)
+    for k, v in state.items():
+        np.testing.assert_array_equal(out[k], v)
+
+
+def test_read_many_follows_data_order_not_name_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    state = {f"t{i:03d}": rng.random(10) for i in range(100)[::-1]}  # data written in reverse name order
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    got = tfckpt.read(p)
+    for k, v in state.items():
+        np.testing.assert_array_equal(got[k], v)
+
+
+def test_read_many_errors(tmp_path: Path) -> None:
+    state = {f"t{i:03d}": np.full(100, i, np.float32) for i in range(100)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    with tfckpt.CheckpointReader(p) as r:
+        with pytest.raises(TensorNotFoundError, match="nope"):
+            r.read_many(["t001", "nope"])
+        with pytest.raises(InvalidArgumentError, match="t005"):
+            r.read_many(out={"t005": np.zeros(99, np.float32)})
+        with pytest.raises(InvalidArgumentError, match="t005"):
+            r.read_many(out={"t005": np.zeros(100, np.float64)})
+        readonly = np.zeros(100, np.float32)
+        readonly.flags.writeable = False
+        with pytest.raises(InvalidArgumentError):
+            r.read_many(out={"t005": readonly})
+    data = f"{p}.data-00000-of-00001"
+    with open(data, "r+b") as f:  # corrupt one tensor in the middle of a run
+        f.seek(50 * 400 + 8)
+        f.write(b"\xff\xff\xff\xff")
+    with tfckpt.CheckpointReader(p) as r, pytest.raises(DataLossError, match="t050") as info:
+        r.read_many()
+    assert info.value.key == "t050"
+    assert tfckpt.read(p, verify_crc=False)["t050"][2] != 50.0
+    os.truncate(data, 60 * 400 + 3)
+    with tfckpt.CheckpointReader(p) as r, pytest.raises(DataLossError, match="t060") as info:
+        r.read_many()
+    assert info.value.key == "t060"
+    os.remove(data)
+    with pytest.raises(NotFoundError) as nf:
+        tfckpt.read(p)
+    assert nf.value.key == "t000"
+
+
+def test_read_many_waits_for_workers_before_raising(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(4)
+    state = {f"t{i:04d}": rng.random(4096) for i in range(256)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    out = {k: np.empty_like(v) for k, v in state.items()}
+    out["t0200"] = np.empty(3)  # fails while earlier runs are being read by workers
+    with tfckpt.CheckpointReader(p) as r, pytest.raises(InvalidArgumentError, match="t0200"):
+        r.read_many(out=out)
+    pool = bundle_reader._crc_pool()
+    assert pool.submit(lambda: 1).result() == 1  # the pool is idle and usable
+
+
+# -- the fast entry decoder agrees with protobuf ------------------------------------------------
+
+
+def _reference(data: bytes) -> tuple[object, ...] | None:
+    try:
+        p = checkpoint_pb2.BundleEntryProto.FromString(data)
+    except DecodeError:
+        return None
+    return (p.dtype, tuple(d.size for d in p.shape.dim), p.shard_id, p.offset, p.size, p.crc32c, len(p.slices),
+            p.shape.unknown_rank)
+
+
+entries = st.builds(
+    BundleEntry,
+    st.sampled_from([1, 2, 3, 9, 14, 19]),
+    st.lists(st.integers(0, 2**15), max_size=4).map(tuple),
+    st.integers(0, 300),
+    st.integers(0, 2**62),
+    st.integers(0, 2**62),
+    st.integers(0, 2**32 - 1),
+    slices=st.just(()),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(entries, st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=3), st.integers(0, 3),
+       st.binary(max_size=6))
+def test_decode_agrees_with_protobuf(e: BundleEntry, flips: list[tuple[int, int]], cut: int, extra: bytes) -> None:
+    good = e.encode()
+    assert BundleEntry.decode(good) == e  # (teaches the decoder this head)
+    assert BundleEntry.decode(good) == e  # (the fast path)
+    data = bytearray(good)
+    for pos, val in flips:
+        if pos < len(data):
+            data[pos] = val
+    mutated = bytes(data[: len(data) - cut]) + extra
+    ref = _reference(mutated)
+    try:
+        got = BundleEntry.decode(mutated)
+    except DataLossError:
+        return
+    assert ref is not None, "decoded bytes protobuf rejects"
+    assert not ref[7]
+    assert (got.dtype, got.shape, got.shard_id, got.offset, got.size, got.crc32c, len(got.slices)) == ref[:7]
+
+
+def test_decode_non_canonical_layouts() -> None:
+    e = BundleEntry(1, (3,), 0, 12, 12, 99)
+    canon = e.encode()
+    reordered = b"\x28\x0c" + canon.replace(b"\x28\x0c", b"")  # size first: valid protobuf
+    assert BundleEntry.decode(reordered) == e
+    twice = canon + b"\x20\x05"  # a repeated scalar field: the last one wins
+    assert BundleEntry.decode(twice).offset == 5
+    negative = canon.replace(b"\x20\x0c", b"\x20" + b"\xff" * 9 + b"\x01")
+    with pytest.raises(DataLossError, match="negative"):
+        BundleEntry.decode(negative)
+    assert BundleEntry.decode(canon[:-5] + b"\x35" + FIXED32.pack(7)).crc32c == 7

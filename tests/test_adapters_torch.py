@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,28 @@ def test_cuda_round_trip() -> None:  # pragma: no cover - needs a GPU
     assign_(t, np.full(4, 9.0, np.float32))
     assert t.device.type == "cuda"
     assert t.tolist() == [9.0] * 4
+
+
+def test_saver_restores_module_parameters_in_place(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    src = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    src[0].to(torch.bfloat16)
+    s = tfckpt.Saver()
+    path = s.save(src, str(tmp_path / "m"), write_meta_graph=False)
+    dst = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    dst[0].to(torch.bfloat16)
+    before = {k: t.data_ptr() for k, t in dst.state_dict().items()}
+    outs: list[np.ndarray] = []  # type: ignore[type-arg]
+    real = tfckpt.CheckpointReader.read_many
+
+    def spy(reader: Any, names: Any = None, *, out: Any = None) -> Any:
+        outs.extend((out or {}).values())
+        return real(reader, names, out=out)
+
+    monkeypatch.setattr(tfckpt.CheckpointReader, "read_many", spy)
+    s.restore(dst, path)
+    for k, t in dst.state_dict().items():
+        assert t.data_ptr() == before[k]
+        assert torch.equal(t, src.state_dict()[k])
+    ptrs = {o.__array_interface__["data"][0] for o in outs}
+    assert {dst[0].weight.data_ptr(), dst[0].bias.data_ptr(), dst[1].running_mean.data_ptr()} <= ptrs

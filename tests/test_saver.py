@@ -620,3 +620,68 @@ def test_golden_tf1_mlp_restores_into_variables() -> None:
     for name, t in tensors.items():
         assert targets[name].numpy().tobytes() == base64.b64decode(t["data_b64"]), name
     assert int(targets["global_step"].numpy()) == 1000
+
+
+class _ReadSpy:
+    """Records the destination arrays CheckpointReader.read_many was given."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.outs: list[np.ndarray] = []  # type: ignore[type-arg]
+        real = tfckpt.CheckpointReader.read_many
+
+        def spy(reader: Any, names: Any = None, *, out: Any = None) -> Any:
+            self.outs += list((out or {}).values())
+            return real(reader, names, out=out)
+
+        monkeypatch.setattr(tfckpt.CheckpointReader, "read_many", spy)
+
+
+def test_restore_reads_straight_into_numpy_state(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    src = {"w": rng.random((30, 20)).astype(np.float32), "b": rng.random(20), "step": np.int64(9),
+           "frozen": np.arange(3.0), "strided": np.arange(8.0)}
+    s = Saver()
+    path = s.save(src, str(tmp_path / "m"), write_meta_graph=False)
+    frozen = np.zeros(3)
+    frozen.flags.writeable = False
+    dst = {"w": np.zeros((30, 20), np.float32), "b": np.zeros(20), "step": np.int64(0), "frozen": frozen,
+           "strided": np.zeros(16)[::2]}
+    spy = _ReadSpy(monkeypatch)
+    out = s.restore(dst, path)
+    assert any(o is dst["w"] for o in spy.outs)
+    assert any(o is dst["b"] for o in spy.outs)
+    assert not any(o is frozen for o in spy.outs)  # read-only and strided arrays take the copying path
+    for k in ("w", "b", "frozen", "strided"):
+        np.testing.assert_array_equal(out[k], src[k])
+    assert out["step"] == 9
+
+
+def test_restore_in_place_checks_every_shape_first(tmp_path: Any) -> None:
+    s = Saver()
+    path = s.save({"a": np.ones(3), "z": np.ones(4)}, str(tmp_path / "m"), write_meta_graph=False)
+    a = np.zeros(3)
+    with pytest.raises(InvalidArgumentError, match="Assign requires shapes"):
+        s.restore({"a": a, "z": np.zeros(5)}, path)
+    assert a.tolist() == [0.0, 0.0, 0.0]  # nothing was written
+
+
+def test_restore_in_place_corruption_is_reported(tmp_path: Any) -> None:
+    s = Saver()
+    path = s.save({"a": np.ones(300), "b": np.ones(300)}, str(tmp_path / "m"), write_meta_graph=False)
+    with open(path + ".data-00000-of-00001", "r+b") as f:
+        f.seek(2500)
+        f.write(b"\x00\x01")
+    with pytest.raises(tfckpt.errors.DataLossError, match="partly restored") as info:
+        s.restore({"a": np.zeros(300), "b": np.zeros(300)}, path)
+    assert info.value.key == "b"
+
+
+def test_restore_into_variables_in_place(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    v = Variable(np.arange(5.0), name="v")
+    s = Saver([v])
+    path = s.save(None, str(tmp_path / "m"), write_meta_graph=False)
+    v.assign(np.zeros(5))
+    spy = _ReadSpy(monkeypatch)
+    s.restore(None, path)
+    assert np.asarray(v).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert any(np.shares_memory(o, np.asarray(v)) for o in spy.outs)

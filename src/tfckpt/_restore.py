@@ -13,7 +13,7 @@ import numpy as np
 from tfckpt import _state
 from tfckpt._convert import framework_of
 from tfckpt._state import Entry
-from tfckpt.errors import InvalidArgumentError, NotFoundError, TensorNotFoundError
+from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
 from tfckpt.reader import CheckpointReader
 from tfckpt.variables import Variable
 
@@ -66,31 +66,61 @@ def _checkpoint_keys(reader: CheckpointReader, entries: list[Entry]) -> list[str
     return [e.key if reader.has_tensor(e.key) else mapping[e.key] for e in entries]
 
 
-def _read_checked(reader: CheckpointReader, e: Entry, key: str, leaf: object,
-                  reshape: bool) -> np.ndarray[Any, Any]:
+def _check_shape(reader: CheckpointReader, e: Entry, key: str, leaf: object, reshape: bool) -> tuple[int, ...] | None:
+    """The shape the value read for ``e`` must be given (None: keep the stored one), or TF's error."""
     if e.slice_info is not None:
         stored = tuple(reader._impl.shape(key))
         if stored != e.slice_info.full_shape:
             raise InvalidArgumentError(
                 f"tensor_name = {key}; shape in shape_and_slice spec {_state.shape_str(e.slice_info.full_shape)} "
                 f"does not match the shape stored in checkpoint: {_state.shape_str(stored)}", key=key)
-        arr = np.asarray(reader.get_slice(key, e.slice_info.slice_spec))
-    else:
-        arr = reader._impl.read(key)
+        return None
     _, shape = _state.leaf_spec(leaf) if leaf is not None and not e.expand else (None, None)
     if shape is None and isinstance(leaf, (bool, int, float, complex, str, bytes)):
         shape = ()
-    if shape is not None and tuple(arr.shape) != shape:
+    if shape is None:
+        return None
+    stored = tuple(reader._impl.shape(key))
+    if stored != shape:
         if not reshape:
             raise InvalidArgumentError(
                 "Assign requires shapes of both tensors to match. lhs shape= "
-                f"{_state.shape_str(shape)} rhs shape= {_state.shape_str(arr.shape)}", key=key)
+                f"{_state.shape_str(shape)} rhs shape= {_state.shape_str(stored)}", key=key)
         want = math.prod(shape)
-        if arr.size != want:
+        if math.prod(stored) != want:
             raise InvalidArgumentError(
-                f"Input to reshape is a tensor with {arr.size} values, but the requested shape has {want}", key=key)
-        arr = arr.reshape(shape)
-    return arr
+                f"Input to reshape is a tensor with {math.prod(stored)} values, but the requested shape has {want}",
+                key=key)
+    return shape
+
+
+def _read_checked(reader: CheckpointReader, e: Entry, key: str, leaf: object,
+                  reshape: bool) -> np.ndarray[Any, Any]:
+    shape = _check_shape(reader, e, key, leaf, reshape)
+    if e.slice_info is not None:
+        return np.asarray(reader.get_slice(key, e.slice_info.slice_spec))
+    arr = reader._impl.read(key)
+    return arr if shape is None or arr.shape == shape else arr.reshape(shape)
+
+
+def _inplace_targets(reader: CheckpointReader, entries: list[Entry], keys: list[str],
+                     leaves: list[object]) -> dict[int, np.ndarray[Any, Any]]:
+    """Entry index -> a writeable array sharing its target's memory, for entries whose stored
+    bytes can be read straight into their target (same dtype and shape, plain CPU memory)."""
+    out: dict[int, np.ndarray[Any, Any]] = {}
+    taken: set[str] = set()
+    for i, (e, key, leaf) in enumerate(zip(entries, keys, leaves)):
+        if leaf is None or e.expand or e.slice_info is not None or key in taken:
+            continue
+        buf = leaf._value if isinstance(leaf, Variable) else _state.inplace_buffer(leaf)
+        if buf is None or not buf.flags.writeable or not buf.flags.c_contiguous:
+            continue
+        stored = reader._impl.dtype(key)
+        if not stored.is_fixed_size or buf.dtype != stored.numpy_dtype or buf.shape != tuple(reader._impl.shape(key)):
+            continue
+        out[i] = buf
+        taken.add(key)
+    return out
 
 
 def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object, *,
@@ -137,7 +167,22 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
             target[...] = arr
         result[e.key] = arr
 
-    for e, key, leaf in zip(entries, keys, leaves):
+    for e, key, leaf in zip(entries, keys, leaves):  # every shape error before anything is written
+        if leaf is not None:
+            _check_shape(reader, e, key, leaf, reshape)
+    # Targets whose memory can take the stored bytes are read into directly, in one bulk read.
+    inplace = _inplace_targets(reader, entries, keys, leaves)
+    if inplace:
+        try:
+            reader.read_many([keys[i] for i in inplace], out={keys[i]: buf for i, buf in inplace.items()})
+        except DataLossError as err:
+            raise DataLossError(f"{err.message} (restoring in place: the state is partly restored)",
+                                path=err.path, key=err.key, offset=err.offset) from None
+    for i, (e, key, leaf) in enumerate(zip(entries, keys, leaves)):
+        buf = inplace.get(i)
+        if buf is not None:
+            result[e.key] = buf
+            continue
         apply(e, _read_checked(reader, e, key, leaf, reshape))
         if sequential and state_values:
             restored = _state.assign(restored, state_values, strict=False)

@@ -182,6 +182,26 @@ def leaf_spec(leaf: object) -> tuple[DType | None, tuple[int, ...] | None]:
     return as_dtype(arr_dtype), tuple(int(d) for d in leaf.shape)  # type: ignore[attr-defined]
 
 
+def inplace_buffer(leaf: object) -> np.ndarray[Any, Any] | None:
+    """A writeable C-contiguous numpy array sharing ``leaf``'s memory (numpy arrays, CPU torch
+    tensors), so a restore can read straight into it; None when the leaf cannot take that.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.zeros(3)
+        >>> inplace_buffer(a) is a, inplace_buffer(a[::2]), inplace_buffer(1.0)
+        (True, None, None)
+    """
+    if isinstance(leaf, np.ndarray):
+        ok = leaf.flags.writeable and leaf.flags.c_contiguous and leaf.dtype != object
+        return leaf if ok else None
+    if _is_torch_tensor(leaf):
+        from tfckpt.adapters import torch as torch_adapter
+
+        return torch_adapter.inplace_numpy(leaf)  # type: ignore[arg-type]
+    return None
+
+
 def _check(path: str, leaf: object, value: np.ndarray[Any, Any], dtype_errors: list[str]) -> str | None:
     """Append a dtype error line, or return a shape error message, for ``value`` going into ``leaf``."""
     stored = as_dtype(value.dtype)

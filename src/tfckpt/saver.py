@@ -581,7 +581,11 @@ class Saver:
         """Restore the saved values into ``sess`` / the Variables; return the restored state.
 
         Mutable values (numpy arrays, torch tensors, Variables) are written in place; with an
-        immutable state (a JAX pytree) use the returned one. With ``sess=None`` the result is
+        immutable state (a JAX pytree) use the returned one. Writeable contiguous numpy arrays,
+        CPU torch tensors and Variables of the stored dtype and shape are read straight into
+        (no intermediate copy); every shape is checked before anything is written, but a
+        checksum error found while reading leaves the state partly restored (the
+        ``DataLossError`` says so). With ``sess=None`` the result is
         a dict name -> numpy array (a ``str`` target's name, else the checkpoint key); with
         ``sess=None`` and ``var_list=None`` it holds every tensor of the checkpoint.
 

@@ -78,6 +78,21 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
         raise UnimplementedError(f"torch dtype {x.dtype} has no TensorFlow equivalent") from None
 
 
+def inplace_numpy(t: torch.Tensor) -> np.ndarray[Any, Any] | None:
+    """A writeable numpy array over ``t``'s own memory (dense contiguous CPU tensors of a dtype
+    TensorFlow has), so restoring can read into it directly; None otherwise."""
+    if (t.device.type != "cpu" or t.layout != torch.strided or not t.is_contiguous() or t.is_conj()
+            or t.is_neg() or t.is_inference()):
+        return None
+    x = t.detach()
+    bits = _TO_ML.get(x.dtype)
+    try:
+        arr = x.view(bits[0]).numpy().view(bits[1]) if bits is not None else x.numpy()
+    except (TypeError, RuntimeError):
+        return None
+    return arr if arr.flags.writeable and arr.flags.c_contiguous else None
+
+
 def from_numpy(arr: np.ndarray[Any, Any]) -> torch.Tensor:
     """A CPU tensor holding ``arr``'s values (bfloat16/float8 kept bit for bit)."""
     a = np.asarray(arr)

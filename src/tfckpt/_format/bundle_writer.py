@@ -30,7 +30,7 @@ import numpy as np
 
 from tfckpt._convert import to_array
 from tfckpt._format.coding import crc32c, mask
-from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader
+from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader, encode_entry
 from tfckpt._format.slices import TensorSlice, encode_slice_key, parse_shape_and_slice
 from tfckpt._format.strings import encode_strings
 from tfckpt._format.table import TableWriter
@@ -103,9 +103,13 @@ class _Item:
     key: bytes
     name: str
     dtype: DType
+    enum: int  # dtype.as_datatype_enum
     array: np.ndarray[Any, Any]
     nbytes: int
     shard: int | None
+
+
+_DT_STRING = 7
 
 
 _EMPTY: np.ndarray[Any, Any] = np.zeros(0, np.uint8)
@@ -152,7 +156,7 @@ class BundleWriter:
         self._streaming = streaming
         self._stream_tmp: str | None = None
         self._stream_file: Any = None
-        self._stream_entries: list[tuple[bytes, BundleEntry]] = []
+        self._stream_entries: list[tuple[bytes, bytes]] = []  # (key, encoded entry)
         self._stream_offset = 0
         self._items: list[_Item] = []
         self._keys: set[bytes] = set()
@@ -173,12 +177,13 @@ class BundleWriter:
             dtype, arr = to_array(value, name)
             if arr is value and dtype.is_fixed_size and type(value) is np.ndarray:
                 _PLAIN[value.dtype] = dtype
-        if dtype.as_datatype_enum in (20, 21):
+        enum = dtype.as_datatype_enum
+        if enum in (20, 21):
             raise UnimplementedError(f"tensor {name!r}: {dtype.name} tensors cannot be stored in a checkpoint")
         if shard is not None and not 0 <= shard < self.num_shards:
             raise InvalidArgumentError(f"tensor {name!r}: shard {shard} is not in [0, {self.num_shards})")
-        nbytes = arr.nbytes if dtype.is_fixed_size else sum(len(e) + 5 for e in arr.reshape(-1))
-        item = _Item(key, name, dtype, arr, nbytes, shard)
+        nbytes = sum(len(e) + 5 for e in arr.reshape(-1)) if enum == _DT_STRING else arr.nbytes
+        item = _Item(key, name, dtype, enum, arr, nbytes, shard)
         self._keys.add(key)
         if self._streaming:
             self._stream(item)
@@ -201,7 +206,7 @@ class BundleWriter:
     def _stream(self, it: _Item) -> None:
         self._open_stream()
         view: bytes | memoryview
-        if it.dtype.is_string:
+        if it.enum == _DT_STRING:
             view, crc = encode_strings(list(it.array.reshape(-1)))
         else:
             view = it.array.reshape(-1).view(np.uint8).data
@@ -213,7 +218,7 @@ class BundleWriter:
             raise os_error(e, self._stream_tmp or "", "cannot write") from None
         size = len(view)
         self._stream_entries.append(
-            (it.key, BundleEntry(it.dtype.as_datatype_enum, tuple(it.array.shape), 0, self._stream_offset, size, crc)))
+            (it.key, encode_entry(it.enum, it.array.shape, 0, self._stream_offset, size, crc)))
         self._stream_offset += size
 
     def abort(self) -> None:
@@ -307,14 +312,14 @@ class BundleWriter:
             shards[assigned[id(it)]].append(it)
         return shards
 
-    def _write_shard(self, shard: int, items: list[_Item], tmp: str) -> list[tuple[bytes, BundleEntry]]:
+    def _write_shard(self, shard: int, items: list[_Item], tmp: str) -> list[tuple[bytes, bytes]]:
         """Write ``items`` to ``tmp`` in order; return their index entries.
 
         Tensors are written straight from their buffers (no copies): small ones
         are gathered into batches written with one ``writev``; while a batch is
         written, a worker thread computes its CRC-32Cs (both release the GIL).
         """
-        entries: list[tuple[bytes, BundleEntry]] = []
+        entries: list[tuple[bytes, bytes]] = []  # (key, encoded entry)
         offset = 0
         batch: list[tuple[_Item, bytes | memoryview, int | None]] = []
         batch_bytes = 0
@@ -343,11 +348,11 @@ class BundleWriter:
                     crcs = fut.result()
             assert crcs is not None
             it_crc = iter(crcs)
+            add = entries.append
             for it, v, c in batch:
                 size = len(v)
-                crc = mask(next(it_crc)) if c is None else c
-                entries.append((it.key, BundleEntry(it.dtype.as_datatype_enum, tuple(it.array.shape), shard, offset,
-                                                    size, crc)))
+                add((it.key, encode_entry(it.enum, it.array.shape, shard, offset, size,
+                                          mask(next(it_crc)) if c is None else c)))
                 offset += size
             batch.clear()
             batch_bytes = 0
@@ -357,7 +362,7 @@ class BundleWriter:
                 for it in items:
                     view: bytes | memoryview
                     crc: int | None
-                    if it.dtype.is_string:
+                    if it.enum == _DT_STRING:
                         view, crc = encode_strings(list(it.array.reshape(-1)))
                     else:
                         view = it.array.reshape(-1).view(np.uint8).data
@@ -460,11 +465,10 @@ class BundleWriter:
             fsync_dir(d)
         return prefix
 
-    def _build_index(self, results: list[list[tuple[bytes, BundleEntry]]]) -> bytes:
+    def _build_index(self, results: list[list[tuple[bytes, bytes]]]) -> bytes:
         entries: dict[bytes, bytes] = {}
         for shard_entries in results:
-            for key, entry in shard_entries:
-                entries[key] = entry.encode()
+            entries.update(shard_entries)
         for name, (dtype, shape, slices) in self._partitioned.items():
             entries[name.encode("utf-8", "surrogateescape")] = BundleEntry(
                 dtype.as_datatype_enum, shape, slices=tuple(slices)

@@ -26,7 +26,7 @@ from tfckpt._proto import checkpoint_pb2
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import DataLossError, InvalidArgumentError
 
-__all__ = ["HEADER_KEY", "BundleEntry", "BundleHeader", "encode_shape", "validate_slices"]
+__all__ = ["HEADER_KEY", "BundleEntry", "BundleHeader", "encode_entry", "encode_shape", "validate_slices"]
 
 HEADER_KEY = b""
 # Checks shapes against this many elements before anything is allocated.
@@ -54,6 +54,34 @@ def encode_shape(shape: tuple[int, ...]) -> bytes:
         if len(_SHAPES) < 4096:
             _SHAPES[shape] = enc
     return enc
+
+
+_ENTRY_HEADS: dict[tuple[int, tuple[int, ...]], bytes] = {}
+
+
+def encode_entry(dtype: int, shape: tuple[int, ...], shard: int, offset: int, size: int, crc: int) -> bytes:
+    """A serialized ``BundleEntryProto`` without slices, byte for byte as protobuf writes it.
+
+    Example:
+        >>> encode_entry(1, (2,), 0, 0, 8, 0x35E53C59).hex()
+        '0801120412020802280835593ce535'
+    """
+    head = _ENTRY_HEADS.get((dtype, shape))
+    if head is None:
+        shp = encode_shape(shape)
+        head = (b"\x08" + encode_varint(dtype) if dtype else b"") + b"\x12" + encode_varint(len(shp)) + shp
+        if len(_ENTRY_HEADS) < 4096:
+            _ENTRY_HEADS[(dtype, shape)] = head
+    tail = b""
+    if shard:
+        tail = b"\x18" + encode_varint(shard)
+    if offset:
+        tail += b"\x20" + encode_varint(offset)
+    if size:
+        tail += b"\x28" + encode_varint(size)
+    if crc:
+        tail += b"\x35" + FIXED32.pack(crc)
+    return head + tail
 
 
 def _encode_slice(sl: TensorSlice) -> bytes:
@@ -133,20 +161,13 @@ class BundleEntry(NamedTuple):
         return n
 
     def encode(self) -> bytes:
-        shape = encode_shape(self.shape)
-        parts = [b"\x08", encode_varint(self.dtype)] if self.dtype else []
-        parts += (b"\x12", encode_varint(len(shape)), shape)
-        if self.shard_id:
-            parts += (b"\x18", encode_varint(self.shard_id))
-        if self.offset:
-            parts += (b"\x20", encode_varint(self.offset))
-        if self.size:
-            parts += (b"\x28", encode_varint(self.size))
-        if self.crc32c:
-            parts += (b"\x35", FIXED32.pack(self.crc32c))
+        enc = encode_entry(self.dtype, self.shape, self.shard_id, self.offset, self.size, self.crc32c)
+        if not self.slices:
+            return enc
+        parts = [enc]
         for sl in self.slices:
-            enc = _encode_slice(sl)
-            parts += (b"\x3a", encode_varint(len(enc)), enc)
+            sl_enc = _encode_slice(sl)
+            parts += (b"\x3a", encode_varint(len(sl_enc)), sl_enc)
         return b"".join(parts)
 
     @classmethod

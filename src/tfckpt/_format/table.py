@@ -83,8 +83,9 @@ class _BlockBuilder:
         if self.counter < self.interval:
             last = self.last_key
             n = min(len(last), len(key))
-            while shared < n and last[shared] == key[shared]:
-                shared += 1
+            # length of the common prefix: the first differing byte is the top set byte of the XOR
+            x = int.from_bytes(last[:n], "big") ^ int.from_bytes(key[:n], "big")
+            shared = n - ((x.bit_length() + 7) >> 3)
         else:
             self.restarts.append(len(self.buf))
             self.counter = 0
@@ -142,9 +143,10 @@ class TableWriter:
             assert self._last_key is not None
             self._index.add(find_shortest_separator(self._last_key, key), self._pending)
             self._pending = None
-        self._data.add(key, value)
+        data = self._data
+        data.add(key, value)
         self._last_key = key
-        if self._data.size_estimate() >= self._block_size:
+        if len(data.buf) + 4 * len(data.restarts) + 4 >= self._block_size:  # data.size_estimate()
             self._flush()
 
     def _write_block(self, contents: bytes | bytearray) -> bytes:

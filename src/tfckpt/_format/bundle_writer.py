@@ -182,7 +182,7 @@ class BundleWriter:
             raise UnimplementedError(f"tensor {name!r}: {dtype.name} tensors cannot be stored in a checkpoint")
         if shard is not None and not 0 <= shard < self.num_shards:
             raise InvalidArgumentError(f"tensor {name!r}: shard {shard} is not in [0, {self.num_shards})")
-        nbytes = sum(len(e) + 5 for e in arr.reshape(-1)) if enum == _DT_STRING else arr.nbytes
+        nbytes = sum(map(len, arr.reshape(-1))) + 5 * arr.size if enum == _DT_STRING else arr.nbytes
         item = _Item(key, name, dtype, enum, arr, nbytes, shard)
         self._keys.add(key)
         if self._streaming:

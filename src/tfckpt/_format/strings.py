@@ -43,7 +43,7 @@ def _varints(lengths: Sequence[int]) -> bytes:
 
 def encode_strings(elements: Sequence[bytes]) -> tuple[bytes, int]:
     """Payload bytes and the masked entry CRC for string elements (row-major)."""
-    lengths = [len(e) for e in elements]
+    lengths = list(map(len, elements))
     crc_len = crc32c(_length_bytes(lengths))
     stored = FIXED32.pack(mask(crc_len))
     body = b"".join(elements)

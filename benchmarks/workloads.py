@@ -113,7 +113,7 @@ def _bert(quick: bool) -> Workload:
     add("bert/pooler/dense/bias", h)
     mb = sum(a.nbytes for a in arrays.values()) / 1e6
     return Workload("bert", arrays, "bert/encoder/layer_6/intermediate/dense/kernel",
-                    f"BERT-base-like state: {len(arrays)} float32 tensors, {mb:.0f} MB", repeats=5)
+                    f"BERT-base-like state: {len(arrays)} float32 tensors, {mb:.0f} MB", repeats=7)
 
 
 def _small(quick: bool) -> Workload:
@@ -126,7 +126,7 @@ def _small(quick: bool) -> Workload:
         arrays[f"model/block_{i // 100:03d}/param_{i % 100:02d}"] = _random(rng, (int(s),), np.float32)
     mb = sum(a.nbytes for a in arrays.values()) / 1e6
     return Workload("small", arrays, f"model/block_{(n // 2) // 100:03d}/param_{(n // 2) % 100:02d}",
-                    f"{n:,} float32 tensors of 1-100 KB ({mb:.0f} MB)", repeats=3)
+                    f"{n:,} float32 tensors of 1-100 KB ({mb:.0f} MB)", repeats=5)
 
 
 def _huge(quick: bool) -> Workload:
@@ -171,7 +171,7 @@ def _mixed(quick: bool) -> Workload:
     mb = sum(payload_size(a) for a in arrays.values()) / 1e6
     return Workload("mixed", arrays, "mixed/bf16_17",
                     f"{len(arrays)} tensors: bfloat16, float16, float32, int8, int64, bool, complex64, "
-                    f"a {vocab.size:,}-word string vocabulary and scalar strings ({mb:.0f} MB)", repeats=5)
+                    f"a {vocab.size:,}-word string vocabulary and scalar strings ({mb:.0f} MB)", repeats=9)
 
 
 def _index(quick: bool) -> Workload:

@@ -16,7 +16,7 @@ import mmap
 import os
 import secrets
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from tfckpt.errors import (
     CheckpointError,
@@ -63,7 +63,7 @@ class ReadableFile(Protocol):
 
     def readinto(self, offset: int, buf: memoryview) -> None: ...
 
-    def readinto_many(self, offset: int, bufs: list[memoryview], length: int) -> None: ...
+    def readinto_many(self, offset: int, bufs: list[Any], length: int) -> None: ...
 
     def view(self, offset: int, length: int) -> memoryview: ...
 
@@ -114,9 +114,10 @@ class LocalFile:
                 )
             done += n
 
-    def readinto_many(self, offset: int, bufs: list[memoryview], length: int) -> None:
-        """Fill the byte buffers ``bufs`` (``length`` bytes in all) from the contiguous range at
-        ``offset`` with one ``preadv``; a short read (rare) is finished buffer by buffer."""
+    def readinto_many(self, offset: int, bufs: list[Any], length: int) -> None:
+        """Fill the writeable contiguous buffers ``bufs`` (memoryviews or numpy arrays, ``length``
+        bytes in all) from the range at ``offset`` with one ``preadv``; a short read (rare) is
+        finished buffer by buffer."""
         self._check(offset, length)
         try:
             n = os.preadv(self._fd, bufs, offset)
@@ -130,7 +131,8 @@ class LocalFile:
             if n >= size:
                 n -= size
             else:
-                self.readinto(pos + n, b[n:])
+                mv = b if isinstance(b, memoryview) else b.reshape(-1).view("u1").data
+                self.readinto(pos + n, mv[n:])
                 n = 0
             pos += size
 

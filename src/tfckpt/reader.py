@@ -221,9 +221,9 @@ class CheckpointReader:
             >>> got["a"] is buf, buf.tolist(), got["b"].tolist()
             (True, [1.0, 1.0, 1.0], [0, 1])
         """
-        wanted = list(names) if names is not None else list(out) if out is not None else self._all_names()
         if isinstance(self._impl, BundleReader):
-            return self._impl.read_many(wanted, out)
+            return self._impl.read_many(names if names is not None or out is None else list(out), out)
+        wanted = list(names) if names is not None else list(out) if out is not None else self._all_names()
         result: dict[str, np.ndarray[Any, Any]] = {}
         for n in wanted:
             dest = out.get(n) if out is not None else None

@@ -138,7 +138,7 @@ def _read_part(f: LocalFile, offset: int, mv: memoryview) -> int:
     return crc
 
 
-def _read_run(f: LocalFile, offset: int, length: int, bufs: list[memoryview], verify: bool) -> list[int]:
+def _read_run(f: LocalFile, offset: int, length: int, bufs: list[Any], verify: bool) -> list[int]:
     """Fill ``bufs`` from the contiguous range at ``offset`` (one ``preadv``); their CRC-32Cs if ``verify``."""
     f.readinto_many(offset, bufs, length)
     return [crc32c(b) for b in bufs] if verify else []
@@ -392,7 +392,8 @@ class BundleReader:
         npd = self._check_size(name, e, dt)
         if out is None:
             return np.empty(e.shape, dtype=npd)
-        if tuple(out.shape) != e.shape or out.dtype != npd or not out.flags.c_contiguous or not out.flags.writeable:
+        flags = out.flags
+        if out.shape != e.shape or out.dtype != npd or not flags.c_contiguous or not flags.writeable:
             raise InvalidArgumentError(
                 f"cannot read {name!r} ({dt.name}{list(e.shape)}) into an array of "
                 f"{out.dtype}{list(out.shape)} (must match and be C-contiguous and writeable)",
@@ -400,27 +401,37 @@ class BundleReader:
             )
         return out
 
-    def read_many(self, names: Iterable[str],
+    def read_many(self, names: Iterable[str] | None = None,
                   out: Mapping[str, np.ndarray[Any, Any]] | None = None) -> dict[str, np.ndarray[Any, Any]]:
-        """Read many tensors, into ``out[name]`` where given, else into new arrays.
+        """Read many tensors (``None``: every one, in key order), into ``out[name]`` where given,
+        else into new arrays.
 
         Same results and errors as :meth:`read` for each name, but tensors of up to
         1 MiB that lie next to each other in a data file are read with one ``preadv``
         per run (up to 1024 of them), straight into their destinations, then checked.
         """
         with paused_gc():
-            return self._read_many(list(names), out)
+            if names is None:
+                return self._read_many(self._every_entry(), out)
+            wanted = list(names)
+            if len(wanted) > 64:
+                self.names()  # decode the key index once instead of searching it per name
+            return self._read_many(((n, self._entries.get(n) or self._lookup(n)) for n in wanted), out)
 
-    def _read_many(self, names: list[str],
+    def _every_entry(self) -> Iterator[tuple[str, BundleEntry]]:
+        """(name, entry) of every tensor in key order, straight from the index (nothing cached)."""
+        for key, value in self._table.items():
+            if key and key[0] != 0:
+                name = key.decode("utf-8", "surrogateescape")
+                yield name, BundleEntry.decode(value, key=name, path=self.index_path)
+
+    def _read_many(self, pairs: Iterable[tuple[str, BundleEntry]],
                    out: Mapping[str, np.ndarray[Any, Any]] | None) -> dict[str, np.ndarray[Any, Any]]:
-        if len(names) > 64:
-            self.names()  # decode the key index once instead of searching it per name
         result: dict[str, np.ndarray[Any, Any]] = {}
         plan: list[_Planned] = []
         plain = not self.header.big_endian
         volume = 0
-        for name in names:
-            e = self._entries.get(name) or self._lookup(name)
+        for name, e in pairs:
             dest = out.get(name) if out is not None else None
             dt = _FIXED.get(e.dtype)
             if dt is None or e.slices or not plain or not 0 < e.size <= _CHUNK:
@@ -444,8 +455,7 @@ class BundleReader:
         each run goes to a worker thread as soon as it is laid out, so workers read and
         checksum (``preadv`` and ``crc32c`` release the GIL) while the next runs are prepared.
         """
-        runs: list[tuple[LocalFile, list[memoryview], int]] = []
-        pending: list[Future[list[int]] | list[int]] = []
+        pending: list[tuple[LocalFile, int, Future[list[int]]]] = []
         pool = _crc_pool() if parallel else None
         verify = self.verify_crc
         i, total = 0, len(plan)
@@ -453,36 +463,38 @@ class BundleReader:
             while i < total:
                 shard, start, first = plan[i][:3]
                 end = start
-                bufs: list[memoryview] = []
+                bufs: list[np.ndarray[Any, Any]] = []  # arrays are C-contiguous: preadv fills them as they are
                 j = i
                 while j < total and j - i < _IOV_MAX and end - start < _CHUNK:
                     s2, off, name, e, dt, dest = plan[j]
                     if s2 != shard or off != end:
                         break
-                    arr = result[name] = self._dest(name, e, dt, dest)
-                    bufs.append(arr.reshape(-1).view(np.uint8).data)
+                    bufs.append(self._dest(name, e, dt, dest))
+                    result[name] = bufs[-1]
                     end += e.size
                     j += 1
                 f = self._file(shard, first)
                 if end > f.size:
                     for _, _, name, e, _, _ in plan[i:j]:
                         self._data_file(name, e, f"tensor {name!r}")  # names the first tensor past the end
-                runs.append((f, bufs, i))
                 if pool is not None:
-                    pending.append(pool.submit(_read_run, f, start, end - start, bufs, verify))
+                    pending.append((f, i, pool.submit(_read_run, f, start, end - start, bufs, verify)))
                 else:
-                    pending.append(_read_run(f, start, end - start, bufs, verify))
+                    self._verify_run(f, plan, i, _read_run(f, start, end - start, bufs, verify))
                 i = j
-            crcs = [p if isinstance(p, list) else p.result() for p in pending]
+            for f, a, fut in pending:
+                self._verify_run(f, plan, a, fut.result())
         finally:
-            for p in pending:  # never return while a worker may still write into a destination
-                if not isinstance(p, list) and not p.cancel():
-                    p.exception()
-        if verify:
-            for (f, bufs, a), got in zip(runs, crcs):
-                for (_, _, name, e, _, _), mv, crc in zip(plan[a:], bufs, got):
-                    if crc != unmask(e.crc32c):
-                        self._check_crc(e, mv, name, f, crc)
+            for _, _, fut in pending:  # never return while a worker may still write into a destination
+                if not fut.cancel():
+                    fut.exception()
+
+    def _verify_run(self, f: LocalFile, plan: list[_Planned], first: int, crcs: list[int]) -> None:
+        """Compare the CRCs computed for the run starting at ``plan[first]`` with the stored ones."""
+        for k, crc in enumerate(crcs, first):
+            e = plan[k][3]
+            if crc != unmask(e.crc32c):
+                self._check_crc(e, None, plan[k][2], f, crc)
 
     def read(self, name: str, *, copy: bool = True, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read a whole tensor (partitioned tensors are reassembled from their slices).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 
 from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._format.bundle_writer import BundleWriter
@@ -49,8 +50,11 @@ def write(
     items = list(tensors.items()) if isinstance(tensors, Mapping) else list(tensors)
     w = BundleWriter(os.fspath(prefix), num_shards=num_shards, sync=sync)
     try:
-        items.sort(key=lambda kv: kv[0].encode("utf-8", "surrogateescape"))
-    except AttributeError:
+        if "".join([k for k, _ in items]).isascii():  # str order is byte order: sort without encoding
+            items.sort(key=itemgetter(0))
+        else:
+            items.sort(key=lambda kv: kv[0].encode("utf-8", "surrogateescape"))
+    except (AttributeError, TypeError):
         bad = next(k for k, _ in items if not isinstance(k, str))
         raise InvalidArgumentError(f"tensor names must be str, got {type(bad).__name__}: {bad!r}") from None
     with paused_gc():

@@ -88,7 +88,13 @@ def _median(xs: list[float]) -> float | None:
 
 
 def _repeat(fn: Callable[[], Any], n: int, before: Callable[[], None] | None = None) -> list[float]:
-    """Time ``fn`` up to ``n`` times (fewer once the budget is spent); ``before`` runs untimed."""
+    """Time ``fn`` up to ``n`` times (fewer once the budget is spent), after one untimed warm-up
+    run; ``before`` runs untimed before each. The warm-up absorbs first-touch costs that would
+    otherwise land on whichever peer runs first after memory was handed back to the host."""
+    if before is not None:
+        before()
+    del_out = fn()
+    del del_out
     times: list[float] = []
     spent = 0.0
     for _ in range(n):

@@ -134,7 +134,8 @@ def render_markdown(results: dict[str, Any], command: str, plot_name: str | None
         "",
         "All peers run in one process on the same in-memory arrays, one at a time; page cache warm "
         "(each checkpoint is read right after it is written); `os.sync()` before every timed save. "
-        "Times are medians of the runs shown as *n*. Ratios are **tfckpt time / peer time** with tfckpt at "
+        "Times are medians of the runs shown as *n*, each operation after one untimed warm-up run. "
+        "Ratios are **tfckpt time / peer time** with tfckpt at "
         "`sync=False` (no peer fsyncs); below 1.00x tfckpt is faster. `tfckpt-sync` is the default "
         "`sync=True` (fsync of data files, index and directory). tfckpt restores check every CRC-32C. "
         "Peak RSS is measured once per operation in a fresh child process: the peak above the "

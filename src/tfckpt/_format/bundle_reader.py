@@ -45,6 +45,7 @@ _PART_MIN = 2 << 20
 _CHUNK = 1 << 20
 _THREAD_MIN_AVG = 16 << 10  # read_many uses threads when tensors average at least this size
 _IOV_MAX = 1024  # buffers per preadv (Linux's IOV_MAX)
+_RUN_MAX = 8 << 20  # read_many reads tensors up to this size in runs (a bigger one is split in parallel parts)
 _POLY = 0x82F63B78  # CRC-32C, reflected
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -406,9 +407,9 @@ class BundleReader:
         """Read many tensors (``None``: every one, in key order), into ``out[name]`` where given,
         else into new arrays.
 
-        Same results and errors as :meth:`read` for each name, but tensors of up to
-        1 MiB that lie next to each other in a data file are read with one ``preadv``
-        per run (up to 1024 of them), straight into their destinations, then checked.
+        Same results and errors as :meth:`read` for each name, but tensors that lie next
+        to each other in a data file are read in runs of about 1 MiB with one ``preadv``
+        each (up to 1024 tensors), straight into their destinations, then checked.
         """
         with paused_gc():
             if names is None:
@@ -434,7 +435,7 @@ class BundleReader:
         for name, e in pairs:
             dest = out.get(name) if out is not None else None
             dt = _FIXED.get(e.dtype)
-            if dt is None or e.slices or not plain or not 0 < e.size <= _CHUNK:
+            if dt is None or e.slices or not plain or not 0 < e.size <= _RUN_MAX:
                 result[name] = self.read(name, out=dest)
                 continue
             if e.shard_id not in self._files:

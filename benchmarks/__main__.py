@@ -13,8 +13,10 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from typing import Any
 
 from benchmarks import harness, report
@@ -41,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", default=None, help="directory for the checkpoints (default: a temp dir)")
     run.add_argument("--no-rss", action="store_true", help="skip the child-process peak-RSS measurements")
     run.add_argument("--repeats", type=int, default=None, help="override the number of timed runs")
+    run.add_argument("--same-process", action="store_true",
+                     help="run every workload in this process (default: one fresh process per workload)")
+    run.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)
     rep = sub.add_parser("report", help="re-render BENCHMARKS.md and the plot from <out>/benchmarks/results.json")
     rep.add_argument("--out", default=harness.REPO)
     rep.add_argument("--command", default="python -m benchmarks run", help="the command that produced the results")
@@ -49,16 +54,45 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_report(results: dict[str, Any], out: str, command: str) -> None:
+def _write_report(results: dict[str, Any], out: str, command: str, plot: bool = True) -> None:
     out_dir = os.path.join(out, "benchmarks")
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     plot_rel = "benchmarks/ratios.png"
-    has_plot = report.plot(results, os.path.join(out, plot_rel))
+    has_plot = plot and report.plot(results, os.path.join(out, plot_rel))
     with open(os.path.join(out, "BENCHMARKS.md"), "w") as f:
         f.write(report.render_markdown(results, command, plot_rel if has_plot else None))
     print(f"wrote {os.path.join(out, 'BENCHMARKS.md')}")
+
+
+def _run_isolated(selected: list[str], args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+    """Each workload in a fresh interpreter (its peers still share one process), so one
+    workload's leftovers (heap, framework thread pools, memory handed back to the host) do
+    not slow the next; the results are merged."""
+    merged: dict[str, Any] | None = None
+    t0 = time.perf_counter()
+    for name in selected:
+        out = tempfile.mkdtemp(prefix=f"tfckpt-bench-{name}-")
+        try:
+            cmd = [sys.executable, "-m", "benchmarks", "run", "--only", name, "--out", out,
+                   "--workdir", os.path.join(workdir, name), "--no-plot"]
+            cmd += ["--peers", ",".join(_split(args.peers) or [])] if args.peers else []
+            cmd += ["--no-rss"] if args.no_rss else []
+            cmd += ["--repeats", str(args.repeats)] if args.repeats is not None else []
+            subprocess.run(cmd, check=True, cwd=harness.REPO)
+            with open(os.path.join(out, "benchmarks", "results.json")) as f:
+                part = json.load(f)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        if merged is None:
+            merged = part
+        else:
+            merged["workloads"].update(part["workloads"])
+            merged["runs"] += part["runs"]
+    assert merged is not None
+    merged["meta"]["elapsed"] = f"{time.perf_counter() - t0:.0f} s"
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,9 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     own_workdir = args.workdir is None
     workdir = tempfile.mkdtemp(prefix="tfckpt-bench-") if own_workdir else args.workdir
     os.makedirs(workdir, exist_ok=True)
+    selected = only or list(NAMES)
     try:
-        results = harness.run_suite(quick=args.quick, workloads=only, peers=_split(args.peers), workdir=workdir,
-                                    rss=not args.no_rss, repeats=args.repeats, log=lambda s: print(s, flush=True))
+        if len(selected) > 1 and not args.quick and not args.same_process:
+            results = _run_isolated(selected, args, workdir)
+        else:
+            results = harness.run_suite(quick=args.quick, workloads=selected, peers=_split(args.peers),
+                                        workdir=workdir, rss=not args.no_rss, repeats=args.repeats,
+                                        log=lambda s: print(s, flush=True))
     finally:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -96,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             shown.append(a)
     command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in shown)
     results["meta"]["command"] = command
-    _write_report(results, args.out, command)
+    _write_report(results, args.out, command, plot=not args.no_plot)
     return 0
 
 

@@ -245,7 +245,7 @@ def _remember_head(data: bytes, dtype: int, shape: tuple[int, ...]) -> None:
 def _parse_head(data: bytes, end: int) -> tuple[int, tuple[int, ...]] | None:
     """(dtype, shape) from a canonical head ``data[:end]`` of known dtype and sane shape, else None."""
     dtype = data[1]
-    if data[0] != 8 or data[2] != 0x12 or dtype not in _KNOWN_DTYPES or end > len(data):
+    if data[0] != 8 or dtype >= 0x80 or data[2] != 0x12 or dtype not in _KNOWN_DTYPES or end > len(data):
         return None
     dims: list[int] = []
     pos = 4

@@ -65,9 +65,9 @@ def framework_of(value: object) -> str | None:
 def _strings(arr: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
     flat_in = arr.reshape(-1)
     kinds = set(map(type, flat_in))
-    out = np.empty(arr.shape, dtype=object)
     if arr.dtype == object and kinds <= {bytes}:  # the usual case: nothing to convert
         return arr
+    out = np.empty(arr.shape, dtype=object)
     if kinds == {str}:
         out.reshape(-1)[:] = [e.encode("utf-8") for e in flat_in]
         return out

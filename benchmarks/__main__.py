@@ -80,11 +80,13 @@ def _run_isolated(selected: list[str], args: argparse.Namespace, workdir: str) -
             cmd += ["--peers", ",".join(_split(args.peers) or [])] if args.peers else []
             cmd += ["--no-rss"] if args.no_rss else []
             cmd += ["--repeats", str(args.repeats)] if args.repeats is not None else []
+            cmd += ["--quick"] if args.quick else []
             subprocess.run(cmd, check=True, cwd=harness.REPO)
             with open(os.path.join(out, "benchmarks", "results.json")) as f:
                 part = json.load(f)
         finally:
             shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
         if merged is None:
             merged = part
         else:
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(workdir, exist_ok=True)
     selected = only or list(NAMES)
     try:
-        if len(selected) > 1 and not args.quick and not args.same_process:
+        if len(selected) > 1 and not args.same_process:
             results = _run_isolated(selected, args, workdir)
         else:
             results = harness.run_suite(quick=args.quick, workloads=selected, peers=_split(args.peers),

@@ -241,6 +241,12 @@ def test_partitioned_write_and_read(tmp_path: Path) -> None:
     assert r.get_variable_to_shape_map() == {"other": [3], "part": [5, 2]}
     np.testing.assert_array_equal(r.get_tensor("part"), full)
     assert r.get_slices("part") == ["0,3:0,2", "3,2:0,2"]
+    got = tfckpt.read(str(tmp_path / "p"))  # bulk reads reassemble partitioned tensors too
+    assert list(got) == ["other", "part"]
+    np.testing.assert_array_equal(got["part"], full)
+    into = np.zeros((5, 2), np.float32)
+    assert r.read_many(out={"part": into})["part"] is into
+    np.testing.assert_array_equal(into, full)
 
 
 def test_full_slice_degrades_to_plain_entry(tmp_path: Path) -> None:

@@ -196,20 +196,7 @@ def test_decode_non_canonical_layouts() -> None:
     assert BundleEntry.decode(canon[:-5] + b"\x35" + FIXED32.pack(7)).crc32c == 7
 
 
-def test_read_many_partitioned_and_golden_formats(tmp_path: Path) -> None:
-    full = np.arange(10, dtype=np.float32).reshape(5, 2)
-    w = tfckpt.BundleWriter(str(tmp_path / "p"), num_shards=2)
-    w.add_shape_and_slice("part", "5 2 0,3:0,2", full[:3])
-    w.add_shape_and_slice("part", "5 2 3,2:0,2", full[3:])
-    w.add("other", np.ones(3))
-    w.finish()
-    got = tfckpt.read(str(tmp_path / "p"))
-    assert list(got) == ["other", "part"]
-    np.testing.assert_array_equal(got["part"], full)
-    into = np.zeros((5, 2), np.float32)
-    with tfckpt.CheckpointReader(str(tmp_path / "p")) as r:
-        assert r.read_many(out={"part": into})["part"] is into
-    np.testing.assert_array_equal(into, full)
+def test_read_many_golden_formats() -> None:
     golden = Path(__file__).parent / "golden" / "tf2.21"
     for case in ("saver_v1", "savev2_all_dtypes", "snappy_index"):  # V1 tables, every dtype, snappy blocks
         prefix = str(golden / case / ("model.ckpt" if case == "saver_v1" else "ckpt"))

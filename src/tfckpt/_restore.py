@@ -94,9 +94,8 @@ def _check_shape(reader: CheckpointReader, e: Entry, key: str, leaf: object, res
     return shape
 
 
-def _read_checked(reader: CheckpointReader, e: Entry, key: str, leaf: object,
-                  reshape: bool) -> np.ndarray[Any, Any]:
-    shape = _check_shape(reader, e, key, leaf, reshape)
+def _read_checked(reader: CheckpointReader, e: Entry, key: str, shape: tuple[int, ...] | None) -> np.ndarray[Any, Any]:
+    """Read ``e``'s value and give it ``shape`` (from :func:`_check_shape`)."""
     if e.slice_info is not None:
         return np.asarray(reader.get_slice(key, e.slice_info.slice_spec))
     arr = reader._impl.read(key)
@@ -167,9 +166,8 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
             target[...] = arr
         result[e.key] = arr
 
-    for e, key, leaf in zip(entries, keys, leaves):  # every shape error before anything is written
-        if leaf is not None:
-            _check_shape(reader, e, key, leaf, reshape)
+    # every shape error before anything is written
+    shapes = [_check_shape(reader, e, key, leaf, reshape) for e, key, leaf in zip(entries, keys, leaves)]
     # Targets whose memory can take the stored bytes are read into directly, in one bulk read.
     inplace = _inplace_targets(reader, entries, keys, leaves)
     if inplace:
@@ -178,12 +176,12 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
         except DataLossError as err:
             raise DataLossError(f"{err.message} (restoring in place: the state is partly restored)",
                                 path=err.path, key=err.key, offset=err.offset) from None
-    for i, (e, key, leaf) in enumerate(zip(entries, keys, leaves)):
+    for i, (e, key) in enumerate(zip(entries, keys)):
         buf = inplace.get(i)
         if buf is not None:
             result[e.key] = buf
             continue
-        apply(e, _read_checked(reader, e, key, leaf, reshape))
+        apply(e, _read_checked(reader, e, key, shapes[i]))
         if sequential and state_values:
             restored = _state.assign(restored, state_values, strict=False)
             state_values.clear()

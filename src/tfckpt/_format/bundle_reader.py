@@ -72,6 +72,19 @@ for _enum in range(1, 100):
         _FIXED[_enum] = _dt
 
 
+def _check_out(name: str, e: BundleEntry, dt: DType, out: np.ndarray[Any, Any], npd: np.dtype[Any], *,
+               contiguous: bool) -> None:
+    """Raise unless ``out`` can receive tensor ``name``: same shape and dtype, writeable (and C-contiguous)."""
+    flags = out.flags
+    if out.shape != e.shape or out.dtype != npd or not flags.writeable or (contiguous and not flags.c_contiguous):
+        need = "C-contiguous and writeable" if contiguous else "writeable"
+        raise InvalidArgumentError(
+            f"cannot read {name!r} ({dt.name}{list(e.shape)}) into an array of "
+            f"{out.dtype}{list(out.shape)} (must match and be {need})",
+            key=name,
+        )
+
+
 def _multmodp(a: int, b: int) -> int:
     """Product of two polynomials modulo the CRC-32C polynomial (reflected bit order)."""
     m = 1 << 31
@@ -367,12 +380,7 @@ class BundleReader:
         """``value``, or ``out`` filled with it (strings and empty tensors, which are not read in place)."""
         if out is None:
             return value
-        if tuple(out.shape) != e.shape or out.dtype != value.dtype or not out.flags.writeable:
-            raise InvalidArgumentError(
-                f"cannot read {name!r} ({dt.name}{list(e.shape)}) into an array of "
-                f"{out.dtype}{list(out.shape)} (must match and be writeable)",
-                key=name,
-            )
+        _check_out(name, e, dt, out, value.dtype, contiguous=False)
         out[...] = value
         return out
 
@@ -393,13 +401,7 @@ class BundleReader:
         npd = self._check_size(name, e, dt)
         if out is None:
             return np.empty(e.shape, dtype=npd)
-        flags = out.flags
-        if out.shape != e.shape or out.dtype != npd or not flags.c_contiguous or not flags.writeable:
-            raise InvalidArgumentError(
-                f"cannot read {name!r} ({dt.name}{list(e.shape)}) into an array of "
-                f"{out.dtype}{list(out.shape)} (must match and be C-contiguous and writeable)",
-                key=name,
-            )
+        _check_out(name, e, dt, out, npd, contiguous=True)
         return out
 
     def read_many(self, names: Iterable[str] | None = None,

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from tfckpt._format.coding import FIXED32, encode_varint
+from tfckpt._format.coding import FIXED32, decode_varint, encode_varint
 from tfckpt._format.slices import FULL, TensorSlice
 from tfckpt._proto import checkpoint_pb2
 from tfckpt.dtypes import dtype_from_enum
@@ -242,6 +242,16 @@ def _remember_head(data: bytes, dtype: int, shape: tuple[int, ...]) -> None:
             _HEADS[head] = (dtype, shape)
 
 
+def _int64_at(data: bytes, pos: int, limit: int) -> tuple[int, int] | None:
+    """A non-negative int64 varint at ``data[pos]`` and the position after it; None for anything
+    else (truncated, overlong, or negative), which the full path then reports."""
+    try:
+        v, end = decode_varint(data, pos, limit)
+    except DataLossError:
+        return None
+    return None if v >> 63 else (v, end)
+
+
 def _parse_head(data: bytes, end: int) -> tuple[int, tuple[int, ...]] | None:
     """(dtype, shape) from a canonical head ``data[:end]`` of known dtype and sane shape, else None."""
     dtype = data[1]
@@ -261,19 +271,10 @@ def _parse_head(data: bytes, end: int) -> tuple[int, tuple[int, ...]] | None:
         if pos < stop:  # an absent size is a zero dimension
             if data[pos] != 8:
                 return None
-            pos += 1
-            shift = 0
-            while True:
-                if pos >= stop or shift > 56:
-                    return None
-                c = data[pos]
-                pos += 1
-                v |= (c & 0x7F) << shift
-                if c < 0x80:
-                    break
-                shift += 7
-            if pos != stop:
+            got = _int64_at(data, pos + 1, stop)
+            if got is None or got[1] != stop:
                 return None
+            v, pos = got
         dims.append(v)
         count *= v
         if count > MAX_ELEMENTS:
@@ -312,30 +313,16 @@ def _decode_canonical(data: bytes) -> BundleEntry | None:
         pos += 2
         b = data[pos] if pos < n else 0
     if b == 0x20:
-        pos += 1
-        shift = 0
-        while True:
-            if pos >= n or shift > 56:
-                return None
-            c = data[pos]
-            pos += 1
-            offset |= (c & 0x7F) << shift
-            if c < 0x80:
-                break
-            shift += 7
+        got = _int64_at(data, pos + 1, n)
+        if got is None:
+            return None
+        offset, pos = got
         b = data[pos] if pos < n else 0
     if b == 0x28:
-        pos += 1
-        shift = 0
-        while True:
-            if pos >= n or shift > 56:
-                return None
-            c = data[pos]
-            pos += 1
-            size |= (c & 0x7F) << shift
-            if c < 0x80:
-                break
-            shift += 7
+        got = _int64_at(data, pos + 1, n)
+        if got is None:
+            return None
+        size, pos = got
         b = data[pos] if pos < n else 0
     if pos == n:
         return BundleEntry(head[0], head[1], shard, offset, size, 0)

@@ -72,16 +72,17 @@ for _enum in range(1, 100):
         _FIXED[_enum] = _dt
 
 
-def _check_out(name: str, e: BundleEntry, dt: DType, out: np.ndarray[Any, Any], npd: np.dtype[Any], *,
-               contiguous: bool) -> None:
+def _check_out(prefix: str, name: str, e: BundleEntry, dt: DType, out: np.ndarray[Any, Any], npd: np.dtype[Any],
+               *, contiguous: bool) -> None:
     """Raise unless ``out`` can receive tensor ``name``: same shape and dtype, writeable (and C-contiguous)."""
     flags = out.flags
     if out.shape != e.shape or out.dtype != npd or not flags.writeable or (contiguous and not flags.c_contiguous):
         need = "C-contiguous and writeable" if contiguous else "writeable"
         raise InvalidArgumentError(
-            f"cannot read {name!r} ({dt.name}{list(e.shape)}) into an array of "
+            f"cannot read {name!r} ({dt.name}{list(e.shape)}) of checkpoint {prefix} into an array of "
             f"{out.dtype}{list(out.shape)} (must match and be {need})",
             key=name,
+            path=prefix,
         )
 
 
@@ -380,7 +381,7 @@ class BundleReader:
         """``value``, or ``out`` filled with it (strings and empty tensors, which are not read in place)."""
         if out is None:
             return value
-        _check_out(name, e, dt, out, value.dtype, contiguous=False)
+        _check_out(self.prefix, name, e, dt, out, value.dtype, contiguous=False)
         out[...] = value
         return out
 
@@ -401,7 +402,7 @@ class BundleReader:
         npd = self._check_size(name, e, dt)
         if out is None:
             return np.empty(e.shape, dtype=npd)
-        _check_out(name, e, dt, out, npd, contiguous=True)
+        _check_out(self.prefix, name, e, dt, out, npd, contiguous=True)
         return out
 
     def read_many(self, names: Iterable[str] | None = None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import json
 import os
 import platform
@@ -136,6 +137,8 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     peer = next(p for p in peers_mod.all_peers() if p.name == spec["peer"])
     w = build(spec["workload"], quick=spec["quick"])
     state, _ = peer.prepare(w)
+    for mod in peer.imports:  # an import is not part of the operation's memory
+        importlib.import_module(mod)
     op, path = spec["op"], spec["path"]
     if op == "restore" or (op == "restore_into" and peer.name == "raw"):
         if op == "restore":

@@ -38,6 +38,7 @@ class Peer:
     name = ""
     label = ""
     module = ""  # importable module the peer needs ("" = always available)
+    imports: tuple[str, ...] = ()  # modules its operations import (loaded before a peak-RSS baseline is taken)
     max_tensors = 10**9  # workloads with more tensors are skipped (peer too slow to set up)
     fsync = False
 
@@ -145,6 +146,7 @@ class Tfckpt(Peer):
     name = "tfckpt"
     label = "tfckpt (sync=False)"
     module = "tfckpt"
+    imports = ("tfckpt",)
     sync = False
 
     def save(self, state: Any, path: str) -> None:
@@ -270,6 +272,7 @@ class SafetensorsNumpy(Peer):
     name = "safetensors"
     label = "safetensors (numpy save_file / load_file / safe_open)"
     module = "safetensors"
+    imports = ("safetensors", "safetensors.numpy")
 
     def prepare(self, w: Workload) -> tuple[Any, list[str]]:
         return _blob_strings(w)
@@ -305,6 +308,7 @@ class SafetensorsTorch(Peer):
     name = "safetensors-pt"
     label = "safetensors (torch save_file / load_file / safe_open)"
     module = "torch"
+    imports = ("torch", "safetensors", "safetensors.torch")
 
     def unavailable(self) -> str | None:
         if importlib.util.find_spec("safetensors") is None:
@@ -338,6 +342,7 @@ class Torch(Peer):
     name = "torch"
     label = "torch.save / torch.load"
     module = "torch"
+    imports = ("torch",)
 
     def prepare(self, w: Workload) -> tuple[Any, list[str]]:
         arrays, notes = _blob_strings(w)

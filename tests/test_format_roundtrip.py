@@ -163,7 +163,13 @@ def test_table_roundtrip(items: dict[bytes, bytes], block_size: int, interval: i
     w = TableWriter(block_size=block_size, restart_interval=interval)
     for k in sorted(items):
         w.add(k, items[k])
-    t = TableReader(w.finish())
+    data = w.finish()
+    bulk = TableWriter(block_size=block_size, restart_interval=interval)
+    pairs = sorted(items.items())
+    bulk.add_many(pairs[:3])  # state carries over between calls and across block cuts inside one call
+    bulk.add_many(pairs[3:])
+    assert bulk.finish() == data
+    t = TableReader(data)
     assert list(t.items()) == sorted(items.items())
     for k, v in items.items():
         assert t.get(k) == v

@@ -125,6 +125,32 @@ def test_read_many_errors(tmp_path: Path) -> None:
     assert nf.value.key == "t000"
 
 
+def test_read_many_of_many_names(tmp_path: Path) -> None:
+    # more than 64 names: one walk of the index picks them instead of one search per name
+    state = {f"t{i:03d}": np.full(10, i, np.float32) for i in range(200)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    wanted = [f"t{i:03d}" for i in range(199, 0, -2)] + ["t199"]  # reverse order, one duplicate
+    with tfckpt.CheckpointReader(p) as r:
+        got = r.read_many(wanted)
+        assert list(got) == wanted[:-1]
+        assert all(got[n][0] == int(n[1:]) for n in wanted)
+        with pytest.raises(TensorNotFoundError, match="nope") as nf:
+            r.read_many([*wanted, "nope", "nope2"])
+        assert nf.value.key == "nope"
+        out = {n: np.zeros(10, np.float32) for n in wanted}
+        out["t101"] = np.zeros(10, np.float64)  # same stored kind as the others, wrong array
+        with pytest.raises(InvalidArgumentError, match="t101"):
+            r.read_many(out=out)
+        out["t101"] = np.zeros(10, np.float32)[::-1]  # not C-contiguous
+        with pytest.raises(InvalidArgumentError, match="t101"):
+            r.read_many(out=out)
+        out["t101"] = np.zeros(10, np.float32)
+        assert r.read_many(out=out)["t101"] is out["t101"]
+        assert out["t101"][0] == 101.0
+        r.get_variable_to_shape_map()  # with the key list decoded, names are looked up one by one
+        assert list(r.read_many(wanted)) == wanted[:-1]
+
+
 def test_read_many_waits_for_workers_before_raising(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(4)
     state = {f"t{i:04d}": rng.random(4096) for i in range(256)}

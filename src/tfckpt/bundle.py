@@ -60,4 +60,6 @@ def write(
             raise InvalidArgumentError(f"tensor names must be str, got {type(bad).__name__}: {bad!r}") from None
         for name, value in items:
             w.add(name, value)
-        return w.finish()
+        done = w.finish()
+        del w, items  # freed while the collector is paused: re-enabling it finds nothing to traverse
+    return done

@@ -7,7 +7,6 @@ tensor's bytes (``pread`` into the destination array, or an mmap view with
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tfckpt._format.coding import crc32c, unmask
+from tfckpt._format.coding import crc32c, masked_crcs, unmask
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader
 from tfckpt._format.slices import TensorSlice, encode_slice_key
 from tfckpt._format.strings import decode_strings
@@ -156,7 +155,7 @@ def _read_part(f: LocalFile, offset: int, mv: memoryview) -> int:
 def _read_run(f: LocalFile, offset: int, length: int, bufs: list[Any], verify: bool) -> list[int]:
     """Fill ``bufs`` from the contiguous range at ``offset`` (one ``preadv``); their CRC-32Cs if ``verify``."""
     f.readinto_many(offset, bufs, length)
-    return [crc32c(b) for b in bufs] if verify else []
+    return masked_crcs(bufs) if verify else []
 
 
 def _readinto_crc(f: LocalFile, offset: int, mv: memoryview) -> int:
@@ -418,9 +417,31 @@ class BundleReader:
             if names is None:
                 return self._read_many(self._every_entry(), out)
             wanted = list(names)
-            if len(wanted) > 64:
-                self.names()  # decode the key index once instead of searching it per name
+            if len(wanted) > 64 and self._names is None:
+                return self._read_many(self._entries_of(wanted), out)
             return self._read_many(((n, self._entries.get(n) or self._lookup(n)) for n in wanted), out)
+
+    def _entries_of(self, wanted: list[str]) -> list[tuple[str, BundleEntry]]:
+        """(name, entry) for each of ``wanted`` (in that order, once each), from one walk of the index.
+
+        Raises:
+            TensorNotFoundError: for the first name of ``wanted`` the index lacks.
+        """
+        want = set(wanted)
+        found: dict[str, bytes] = {}
+        for key, value in self._table.items():
+            if key and key[0] != 0:
+                name = key.decode("utf-8", "surrogateescape")
+                if name in want:
+                    found[name] = value
+        pairs = []
+        for n in dict.fromkeys(wanted):
+            e = self._entries.get(n)
+            if e is None:
+                raw = found.get(n)
+                e = self._lookup(n) if raw is None else BundleEntry.decode(raw, key=n, path=self.index_path)
+            pairs.append((n, e))
+        return pairs
 
     def _every_entry(self) -> Iterator[tuple[str, BundleEntry]]:
         """(name, entry) of every tensor in key order, straight from the index (nothing cached)."""
@@ -435,18 +456,26 @@ class BundleReader:
         plan: list[_Planned] = []
         plain = not self.header.big_endian
         volume = 0
+        files = self._files
+        last = (-1, -1)  # place of the previous planned tensor: is the plan sorted by place already?
+        ordered = True
         for name, e in pairs:
             dest = out.get(name) if out is not None else None
             dt = _FIXED.get(e.dtype)
             if dt is None or e.slices or not plain or not 0 < e.size <= _RUN_MAX:
                 result[name] = self.read(name, out=dest)
                 continue
-            if e.shard_id not in self._files:
-                self._file(e.shard_id, name)  # a missing data file is reported for the first name needing it
+            shard = e.shard_id
+            if shard not in files:
+                self._file(shard, name)  # a missing data file is reported for the first name needing it
             result[name] = _EMPTY  # keeps the order of ``names``; filled in by _read_runs
-            plan.append((e.shard_id, e.offset, name, e, dt, dest))
+            place = (shard, e.offset)
+            if place < last:
+                ordered = False
+            last = place
+            plan.append((shard, place[1], name, e, dt, dest))
             volume += e.size
-        if any(a[:2] > b[:2] for a, b in itertools.pairwise(plan)):
+        if not ordered:
             plan.sort(key=_by_place)
         # Threads pay off when runs are long; for tiny tensors they would only contend for the GIL.
         self._read_runs(plan, result, parallel=volume >= _PARALLEL and volume >= len(plan) * _THREAD_MIN_AVG)
@@ -462,6 +491,8 @@ class BundleReader:
         pending: list[tuple[LocalFile, int, Future[list[int]]]] = []
         pool = _crc_pool() if parallel else None
         verify = self.verify_crc
+        kinds: dict[tuple[int, tuple[int, ...]], tuple[np.dtype[Any], int]] = {}  # (dtype, shape) -> numpy dtype, bytes
+        empty = np.empty
         i, total = 0, len(plan)
         try:
             while i < total:
@@ -473,8 +504,20 @@ class BundleReader:
                     s2, off, name, e, dt, dest = plan[j]
                     if s2 != shard or off != end:
                         break
-                    bufs.append(self._dest(name, e, dt, dest))
-                    result[name] = bufs[-1]
+                    kind = kinds.get(e[:2])
+                    if kind is None or kind[1] != e.size:
+                        buf = self._dest(name, e, dt, dest)  # checks the size (and ``dest``)
+                        if kind is None:
+                            kinds[e[:2]] = (buf.dtype, e.size)
+                    elif dest is None:
+                        buf = empty(e.shape, kind[0])
+                    elif (dest.shape == e.shape and dest.dtype == kind[0] and (fl := dest.flags).c_contiguous
+                          and fl.writeable):
+                        buf = dest
+                    else:
+                        buf = self._dest(name, e, dt, dest)  # raises: ``dest`` does not fit
+                    bufs.append(buf)
+                    result[name] = buf
                     end += e.size
                     j += 1
                 f = self._file(shard, first)
@@ -494,11 +537,11 @@ class BundleReader:
                     fut.exception()
 
     def _verify_run(self, f: LocalFile, plan: list[_Planned], first: int, crcs: list[int]) -> None:
-        """Compare the CRCs computed for the run starting at ``plan[first]`` with the stored ones."""
+        """Compare the (masked) CRCs computed for the run starting at ``plan[first]`` with the stored ones."""
         for k, crc in enumerate(crcs, first):
             e = plan[k][3]
-            if crc != unmask(e.crc32c):
-                self._check_crc(e, None, plan[k][2], f, crc)
+            if crc != e.crc32c:
+                self._check_crc(e, None, plan[k][2], f, unmask(crc))
 
     def read(self, name: str, *, copy: bool = True, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read a whole tensor (partitioned tensors are reassembled from their slices).

@@ -24,12 +24,13 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from tfckpt._convert import to_array
-from tfckpt._format.coding import crc32c, mask
+from tfckpt._format.coding import crc32c, mask, masked_crcs
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader, encode_entry
 from tfckpt._format.slices import TensorSlice, encode_slice_key, parse_shape_and_slice
 from tfckpt._format.strings import encode_strings
@@ -51,8 +52,11 @@ _MAX_WRITE = 1 << 30  # bytes per write call (Linux writes at most 0x7ffff000 by
 _PLAIN: dict[np.dtype[Any], DType] = {}
 
 
-def _crcs(views: list[bytes | memoryview]) -> list[int]:
-    return [crc32c(v) for v in views]
+def _bytes_of(a: np.ndarray[Any, Any]) -> memoryview:
+    """The bytes of the C-contiguous array ``a``, without a copy."""
+    if a.dtype.isbuiltin == 1 and a.size:  # numpy's own dtypes export a buffer: the cheap way
+        return a.data.cast("B")
+    return a.reshape(-1).view(np.uint8).data  # bfloat16, float8, int4 (ml_dtypes) and the like
 
 
 def _write_views(f: Any, views: list[bytes | memoryview]) -> None:
@@ -209,7 +213,7 @@ class BundleWriter:
         if it.enum == _DT_STRING:
             view, crc = encode_strings(list(it.array.reshape(-1)))
         else:
-            view = it.array.reshape(-1).view(np.uint8).data
+            view = _bytes_of(it.array)
             crc = mask(crc32c(view))
         try:
             _write_views(self._stream_file, [view])
@@ -337,10 +341,10 @@ class BundleWriter:
             if batch_bytes >= _PIPELINE:
                 if pool is None:
                     pool = ThreadPoolExecutor(1, thread_name_prefix="tfckpt-crc")
-                fut = pool.submit(_crcs, todo)
+                fut = pool.submit(masked_crcs, todo)
                 crcs = None
             else:
-                crcs = _crcs(todo)
+                crcs = masked_crcs(todo)
             try:
                 _write_views(f, views)
             finally:
@@ -352,7 +356,7 @@ class BundleWriter:
             for it, v, c in batch:
                 size = len(v)
                 add((it.key, encode_entry(it.enum, it.array.shape, shard, offset, size,
-                                          mask(next(it_crc)) if c is None else c)))
+                                          next(it_crc) if c is None else c)))
                 offset += size
             batch.clear()
             batch_bytes = 0
@@ -365,7 +369,7 @@ class BundleWriter:
                     if it.enum == _DT_STRING:
                         view, crc = encode_strings(list(it.array.reshape(-1)))
                     else:
-                        view = it.array.reshape(-1).view(np.uint8).data
+                        view = _bytes_of(it.array)
                         crc = None
                     size = len(view)
                     if size >= _BATCH and batch:
@@ -466,17 +470,12 @@ class BundleWriter:
         return prefix
 
     def _build_index(self, results: list[list[tuple[bytes, bytes]]]) -> bytes:
-        entries: dict[bytes, bytes] = {}
-        for shard_entries in results:
-            entries.update(shard_entries)
+        entries = [kv for shard_entries in results for kv in shard_entries]
         for name, (dtype, shape, slices) in self._partitioned.items():
-            entries[name.encode("utf-8", "surrogateescape")] = BundleEntry(
-                dtype.as_datatype_enum, shape, slices=tuple(slices)
-            ).encode()
+            entries.append((name.encode("utf-8", "surrogateescape"),
+                            BundleEntry(dtype.as_datatype_enum, shape, slices=tuple(slices)).encode()))
+        entries.sort(key=itemgetter(0))  # keys are unique; one shard added in order is sorted already
         w = TableWriter()
         w.add(HEADER_KEY, BundleHeader(num_shards=self.num_shards).encode())
-        for key in sorted(entries):
-            w.add(key, entries[key])
+        w.add_many(entries)
         return w.finish()
-
-

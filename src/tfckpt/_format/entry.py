@@ -245,6 +245,19 @@ def _remember_head(data: bytes, dtype: int, shape: tuple[int, ...]) -> None:
 def _int64_at(data: bytes, pos: int, limit: int) -> tuple[int, int] | None:
     """A non-negative int64 varint at ``data[pos]`` and the position after it; None for anything
     else (truncated, overlong, or negative), which the full path then reports."""
+    if pos + 3 < limit:  # up to four bytes (values below 2**28) without a loop
+        b = data[pos]
+        if b < 0x80:
+            return b, pos + 1
+        c = data[pos + 1]
+        if c < 0x80:
+            return (b & 0x7F) | c << 7, pos + 2
+        d = data[pos + 2]
+        if d < 0x80:
+            return (b & 0x7F) | (c & 0x7F) << 7 | d << 14, pos + 3
+        e = data[pos + 3]
+        if e < 0x80:
+            return (b & 0x7F) | (c & 0x7F) << 7 | (d & 0x7F) << 14 | e << 21, pos + 4
     try:
         v, end = decode_varint(data, pos, limit)
     except DataLossError:
@@ -283,6 +296,9 @@ def _parse_head(data: bytes, end: int) -> tuple[int, tuple[int, ...]] | None:
     if len(_HEADS) < 4096 and encode_shape(shape) == data[4:end]:
         _HEADS[data[:end]] = (dtype, shape)
     return dtype, shape
+
+
+_new_entry = tuple.__new__  # BundleEntry from all seven fields, without the named tuple's Python __new__
 
 
 def _decode_canonical(data: bytes) -> BundleEntry | None:
@@ -325,9 +341,10 @@ def _decode_canonical(data: bytes) -> BundleEntry | None:
         size, pos = got
         b = data[pos] if pos < n else 0
     if pos == n:
-        return BundleEntry(head[0], head[1], shard, offset, size, 0)
+        return _new_entry(BundleEntry, (head[0], head[1], shard, offset, size, 0, ()))
     if b == 0x35 and pos + 5 == n:
-        return BundleEntry(head[0], head[1], shard, offset, size, int.from_bytes(data[pos + 1 :], "little"))
+        crc = int.from_bytes(data[pos + 1 :], "little")
+        return _new_entry(BundleEntry, (head[0], head[1], shard, offset, size, crc, ()))
     return None
 
 

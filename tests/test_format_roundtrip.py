@@ -176,6 +176,23 @@ def test_table_roundtrip(items: dict[bytes, bytes], block_size: int, interval: i
     assert t.get(b"\xff" * 41) is None
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=30)
+@given(st.lists(st.binary(max_size=12), min_size=256, max_size=1500, unique=True), st.integers(64, 4096),
+       st.integers(1, 20))
+def test_table_bulk_prefixes_match_one_by_one(keys: list[bytes], block_size: int, interval: int) -> None:
+    # from 256 pairs on, add_many finds the shared key prefixes with numpy; one by one it does not
+    pairs = [(k, k[:3]) for k in sorted(keys)]
+    one = TableWriter(block_size=block_size, restart_interval=interval)
+    for k, v in pairs:
+        one.add(k, v)
+    bulk = TableWriter(block_size=block_size, restart_interval=interval)
+    bulk.add(*pairs[0])
+    bulk.add_many(pairs[1:])
+    data = bulk.finish()
+    assert data == one.finish()
+    assert list(TableReader(data).items()) == pairs
+
+
 def test_table_rejects_unsorted_keys() -> None:
     w = TableWriter()
     w.add(b"b", b"")

@@ -98,7 +98,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str, bool | No
         extra = rec.get("restore_into_extra_rss")
         if extra is not None:
             rows.append(("restore in place: extra peak RSS", w, f"{extra / MB:.1f} MB",
-                         f"<= {max(8 * MB, 0.02 * info['nbytes']) / MB:.0f} MB (no copy)",
+                         f"<= {max(8 * MB, 0.02 * info['nbytes']) / MB:.1f} MB (no copy)",
                          extra <= max(8 * MB, 0.02 * info["nbytes"])))
     rec = find(results, "index100k", "tfckpt")
     if rec is not None and not rec.get("skipped"):

@@ -80,6 +80,27 @@ def test_hostile_case_is_rejected(case: dict[str, Any]) -> None:
     assert peak < 32 * size + (1 << 20), f"peak {peak} bytes for {size} bytes of files"
 
 
+@pytest.mark.parametrize("case", MANIFEST, ids=[c["name"] for c in MANIFEST])
+def test_bulk_read_of_hostile_case(case: dict[str, Any]) -> None:
+    # tfckpt.read goes through read_many (runs, preadv, inline checks): a library error or success, cheaply
+    d = HOSTILE / case["name"]
+    size = sum(p.stat().st_size for p in d.iterdir())
+    got: errors.CheckpointError | None = None
+    tracemalloc.start()
+    try:
+        try:
+            tfckpt.read(str(d / case["prefix"]))
+        except errors.CheckpointError as e:
+            got = e
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    if case["name"].startswith("shape_1e18"):  # an entry whose size does not fit its shape
+        assert type(got) is errors.DataLossError
+        assert case["message"] in str(got)
+    assert peak < 32 * size + (1 << 20), f"peak {peak} bytes for {size} bytes of files"
+
+
 @pytest.mark.parametrize(
     ("name", "file", "key"),
     [

@@ -7,6 +7,7 @@ tensor's bytes (``pread`` into the destination array, or an mmap view with
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -69,6 +70,7 @@ for _enum in range(1, 100):
         continue
     if _dt.is_fixed_size:
         _FIXED[_enum] = _dt
+_NUMPY = {enum: dt.numpy_dtype for enum, dt in _FIXED.items()}
 
 
 def _check_out(prefix: str, name: str, e: BundleEntry, dt: DType, out: np.ndarray[Any, Any], npd: np.dtype[Any],
@@ -491,8 +493,7 @@ class BundleReader:
         pending: list[tuple[LocalFile, int, Future[list[int]]]] = []
         pool = _crc_pool() if parallel else None
         verify = self.verify_crc
-        kinds: dict[tuple[int, tuple[int, ...]], tuple[np.dtype[Any], int]] = {}  # (dtype, shape) -> numpy dtype, bytes
-        empty = np.empty
+        empty, prod = np.empty, math.prod
         i, total = 0, len(plan)
         try:
             while i < total:
@@ -504,14 +505,12 @@ class BundleReader:
                     s2, off, name, e, dt, dest = plan[j]
                     if s2 != shard or off != end:
                         break
-                    kind = kinds.get(e[:2])
-                    if kind is None or kind[1] != e.size:
-                        buf = self._dest(name, e, dt, dest)  # checks the size (and ``dest``)
-                        if kind is None:
-                            kinds[e[:2]] = (buf.dtype, e.size)
+                    npd = _NUMPY[e.dtype]
+                    if prod(e.shape) * npd.itemsize != e.size:
+                        buf = self._dest(name, e, dt, dest)  # raises: the entry's size does not fit its shape
                     elif dest is None:
-                        buf = empty(e.shape, kind[0])
-                    elif (dest.shape == e.shape and dest.dtype == kind[0] and (fl := dest.flags).c_contiguous
+                        buf = empty(e.shape, npd)
+                    elif (dest.shape == e.shape and dest.dtype == npd and (fl := dest.flags).c_contiguous
                           and fl.writeable):
                         buf = dest
                     else:

@@ -12,7 +12,9 @@ import numpy as np
 
 from tfckpt import _state
 from tfckpt._convert import framework_of
+from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._state import Entry
+from tfckpt.dtypes import DType, dtype_from_enum
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
 from tfckpt.reader import CheckpointReader
 from tfckpt.variables import Variable
@@ -45,9 +47,21 @@ def _not_found_in_object_graph(missing: list[str], names: list[str], matched: in
     )
 
 
-def _checkpoint_keys(reader: CheckpointReader, entries: list[Entry]) -> list[str]:
-    """The key to read for each entry; object-based checkpoints are remapped through their object graph."""
-    missing = [e.key for e in entries if not reader.has_tensor(e.key)]
+_Spec = tuple[DType, tuple[int, ...]]  # stored dtype and shape
+
+
+def _stored_specs(reader: CheckpointReader, keys: list[str]) -> dict[str, _Spec]:
+    """Stored (dtype, shape) of those of ``keys`` the checkpoint has (one index walk for many keys)."""
+    impl = reader._impl
+    if isinstance(impl, BundleReader):
+        return {k: (dtype_from_enum(e.dtype), e.shape) for k, e in impl.entries(keys).items()}
+    return {k: (impl.dtype(k), tuple(impl.shape(k))) for k in keys if impl.has(k)}
+
+
+def _checkpoint_keys(reader: CheckpointReader, entries: list[Entry], specs: dict[str, _Spec]) -> list[str]:
+    """The key to read for each entry; object-based checkpoints are remapped through their object graph.
+    ``specs`` (those of the entries' own keys) gains the remapped keys'."""
+    missing = [e.key for e in entries if e.key not in specs]
     if not missing:
         return [e.key for e in entries]
     graph = reader.object_graph()
@@ -63,24 +77,26 @@ def _checkpoint_keys(reader: CheckpointReader, entries: list[Entry]) -> list[str
         have = {e.key for e in entries}
         raise NotFoundError(_not_found_in_object_graph(
             unmatched, [n for n in mapping if n not in have], len(entries) - len(unmatched)), key=unmatched[0])
-    return [e.key if reader.has_tensor(e.key) else mapping[e.key] for e in entries]
+    keys = [e.key if e.key in specs else mapping[e.key] for e in entries]
+    specs.update(_stored_specs(reader, [mapping[k] for k in missing]))
+    return keys
 
 
-def _check_shape(reader: CheckpointReader, e: Entry, key: str, leaf: object, reshape: bool) -> tuple[int, ...] | None:
-    """The shape the value read for ``e`` must be given (None: keep the stored one), or TF's error."""
+def _check_shape(e: Entry, key: str, leaf: object, spec: tuple[DType | None, tuple[int, ...] | None],
+                 stored: tuple[int, ...], reshape: bool) -> tuple[int, ...] | None:
+    """The shape the value read for ``e`` must be given (None: keep the ``stored`` one), or TF's error.
+    ``spec`` is the target's :func:`_state.leaf_spec`."""
     if e.slice_info is not None:
-        stored = tuple(reader._impl.shape(key))
         if stored != e.slice_info.full_shape:
             raise InvalidArgumentError(
                 f"tensor_name = {key}; shape in shape_and_slice spec {_state.shape_str(e.slice_info.full_shape)} "
                 f"does not match the shape stored in checkpoint: {_state.shape_str(stored)}", key=key)
         return None
-    _, shape = _state.leaf_spec(leaf) if leaf is not None and not e.expand else (None, None)
+    shape = spec[1]
     if shape is None and isinstance(leaf, (bool, int, float, complex, str, bytes)):
         shape = ()
     if shape is None:
         return None
-    stored = tuple(reader._impl.shape(key))
     if stored != shape:
         if not reshape:
             raise InvalidArgumentError(
@@ -102,8 +118,8 @@ def _read_checked(reader: CheckpointReader, e: Entry, key: str, shape: tuple[int
     return arr if shape is None or arr.shape == shape else arr.reshape(shape)
 
 
-def _inplace_targets(reader: CheckpointReader, entries: list[Entry], keys: list[str],
-                     leaves: list[object]) -> dict[int, np.ndarray[Any, Any]]:
+def _inplace_targets(entries: list[Entry], keys: list[str], leaves: list[object],
+                     specs: dict[str, _Spec]) -> dict[int, np.ndarray[Any, Any]]:
     """Entry index -> a writeable array sharing its target's memory, for entries whose stored
     bytes can be read straight into their target (same dtype and shape, plain CPU memory)."""
     out: dict[int, np.ndarray[Any, Any]] = {}
@@ -114,8 +130,8 @@ def _inplace_targets(reader: CheckpointReader, entries: list[Entry], keys: list[
         buf = leaf._value if isinstance(leaf, Variable) else _state.inplace_buffer(leaf)
         if buf is None or not buf.flags.writeable or not buf.flags.c_contiguous:
             continue
-        stored = reader._impl.dtype(key)
-        if not stored.is_fixed_size or buf.dtype != stored.numpy_dtype or buf.shape != tuple(reader._impl.shape(key)):
+        stored, shape = specs[key]
+        if not stored.is_fixed_size or buf.dtype != stored.numpy_dtype or buf.shape != shape:
             continue
         out[i] = buf
         taken.add(key)
@@ -131,13 +147,13 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
         for e, leaf in zip(entries, leaves):
             if leaf is None and isinstance(e.target, str) and not e.expand:
                 raise NotFoundError(f"{e.target!r} is not a value of the state passed as `sess`", key=e.key)
-    keys = _checkpoint_keys(reader, entries)
+    specs = _stored_specs(reader, [e.key for e in entries])
+    keys = _checkpoint_keys(reader, entries, specs)
+    leaf_specs = [(None, None) if leaf is None or e.expand else _state.leaf_spec(leaf)
+                  for e, leaf in zip(entries, leaves)]
     dtype_errors = []
-    for e, key, leaf in zip(entries, keys, leaves):
-        if leaf is None or e.expand:
-            continue
-        want, _ = _state.leaf_spec(leaf)
-        stored = reader._impl.dtype(key)
+    for key, (want, _) in zip(keys, leaf_specs):
+        stored = specs[key][0]
         if want is not None and want != stored:
             dtype_errors.append(f"tensor_name = {key}; expected dtype {_state.tf_type_string(want)} does not "
                                 f"equal original dtype {_state.tf_type_string(stored)}")
@@ -167,9 +183,10 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
         result[e.key] = arr
 
     # every shape error before anything is written
-    shapes = [_check_shape(reader, e, key, leaf, reshape) for e, key, leaf in zip(entries, keys, leaves)]
+    shapes = [_check_shape(e, key, leaf, spec, specs[key][1], reshape)
+              for e, key, leaf, spec in zip(entries, keys, leaves, leaf_specs)]
     # Targets whose memory can take the stored bytes are read into directly, in one bulk read.
-    inplace = _inplace_targets(reader, entries, keys, leaves)
+    inplace = _inplace_targets(entries, keys, leaves, specs)
     if inplace:
         try:
             reader.read_many([keys[i] for i in inplace], out={keys[i]: buf for i, buf in inplace.items()})

@@ -54,6 +54,7 @@ from tfckpt.errors import InvalidArgumentError, InvalidTypeError, TensorNotFound
 __all__ = ["assign", "expandable_prefixes", "flatten", "leaf_spec", "shape_str", "tf_type_string"]
 
 _PY_SCALARS = (bool, int, float, complex, str, bytes)
+_BY_NUMPY_DTYPE: dict[np.dtype[Any], DType] = {}  # numpy dtypes leaf_spec has converted (native byte order)
 
 
 def tf_type_string(dtype: DType) -> str:
@@ -170,7 +171,11 @@ def leaf_spec(leaf: object) -> tuple[DType | None, tuple[int, ...] | None]:
         >>> d, s = leaf_spec(np.zeros((2, 3), np.int32)); d.name, s
         ('int32', (2, 3))
     """
-    if isinstance(leaf, _PY_SCALARS):
+    if type(leaf) is np.ndarray:  # the common case, first
+        d = _BY_NUMPY_DTYPE.get(leaf.dtype)
+        if d is not None:
+            return d, leaf.shape
+    elif isinstance(leaf, _PY_SCALARS):
         return None, None
     if _is_variable(leaf):
         return leaf.dtype, tuple(leaf.shape)  # type: ignore[attr-defined]
@@ -179,7 +184,10 @@ def leaf_spec(leaf: object) -> tuple[DType | None, tuple[int, ...] | None]:
 
         return as_dtype(torch_adapter.numpy_dtype(leaf.dtype)), tuple(leaf.shape)  # type: ignore[attr-defined]
     arr_dtype = np.dtype(leaf.dtype)  # type: ignore[attr-defined]
-    return as_dtype(arr_dtype), tuple(int(d) for d in leaf.shape)  # type: ignore[attr-defined]
+    d = as_dtype(arr_dtype)
+    if arr_dtype.isnative and arr_dtype.kind != "O":
+        _BY_NUMPY_DTYPE[arr_dtype] = d
+    return d, tuple(int(n) for n in leaf.shape)  # type: ignore[attr-defined]
 
 
 def inplace_buffer(leaf: object) -> np.ndarray[Any, Any] | None:

@@ -40,6 +40,7 @@ import numbers
 import os
 import time
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -356,7 +357,10 @@ class Saver:
             (e.key, v, e.slice_info) for e, v in zip(entries, values)
         ]
         items += [(k, v, None) for k, v in (extra or {}).items()]
-        items.sort(key=lambda it: it[0].encode("utf-8", "surrogateescape"))
+        if "".join([it[0] for it in items]).isascii():  # str order is byte order: sort without encoding
+            items.sort(key=itemgetter(0))
+        else:
+            items.sort(key=lambda it: it[0].encode("utf-8", "surrogateescape"))
         if self._write_version == 1:
             from tfckpt._format.v1_writer import write_v1
 
@@ -442,7 +446,8 @@ class Saver:
                 raise InvalidArgumentError(f"Parent directory of {save_path} doesn't exist, can't save.") from None
         lock = self._lock_for_save(save_path_parent)
         try:
-            return self._save_locked(sess, save_path, checkpoint_file, save_path_parent, latest_filename,
+            with paused_gc():  # a save allocates a few objects per variable: no collections meanwhile
+                return self._save_locked(sess, save_path, checkpoint_file, save_path_parent, latest_filename,
                                      meta_graph_suffix, write_meta_graph, write_state, strip_default_attrs)
         finally:
             if lock is not None:
@@ -558,7 +563,7 @@ class Saver:
             raw.append(kw)
         options = (self._sharded, self.saver_def.max_to_keep, float(self.saver_def.keep_checkpoint_every_n_hours),
                    self._write_version, self._filename, strip_default_attrs)
-        cache_key = (tuple(tuple((k, str(x)) for k, x in kw.items()) for kw in raw), options)
+        cache_key = (tuple([tuple(kw.values()) for kw in raw]), options)  # names, DTypes, int tuples, flags
         if self._meta_cache is not None and self._meta_cache[0] == cache_key:
             data = self._meta_cache[1]
         else:

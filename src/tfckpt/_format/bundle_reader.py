@@ -418,32 +418,38 @@ class BundleReader:
         with paused_gc():
             if names is None:
                 return self._read_many(self._every_entry(), out)
-            wanted = list(names)
-            if len(wanted) > 64 and self._names is None:
-                return self._read_many(self._entries_of(wanted), out)
-            return self._read_many(((n, self._entries.get(n) or self._lookup(n)) for n in wanted), out)
+            return self._read_many(self._entries_of(list(names)), out)
+
+    def entries(self, names: Iterable[str]) -> dict[str, BundleEntry]:
+        """The entries of those of ``names`` the checkpoint has (absent names are left out),
+        decoded once and cached; for many names one walk of the index finds them all."""
+        wanted = list(dict.fromkeys(names))
+        got = {n: e for n in wanted if (e := self._entries.get(n)) is not None}
+        todo = [n for n in wanted if n not in got]
+        if len(todo) > 64 and self._names is None:
+            want = set(todo)
+            path = self.index_path
+            for key, value in self._table.items():
+                if key and key[0] != 0:
+                    name = key.decode("utf-8", "surrogateescape")
+                    if name in want:
+                        got[name] = self._entries[name] = BundleEntry.decode(value, key=name, path=path)
+        else:
+            for n in todo:
+                try:
+                    got[n] = self.entry(n)
+                except TensorNotFoundError:
+                    pass
+        return got
 
     def _entries_of(self, wanted: list[str]) -> list[tuple[str, BundleEntry]]:
-        """(name, entry) for each of ``wanted`` (in that order, once each), from one walk of the index.
+        """(name, entry) for each of ``wanted`` (in that order, once each).
 
         Raises:
             TensorNotFoundError: for the first name of ``wanted`` the index lacks.
         """
-        want = set(wanted)
-        found: dict[str, bytes] = {}
-        for key, value in self._table.items():
-            if key and key[0] != 0:
-                name = key.decode("utf-8", "surrogateescape")
-                if name in want:
-                    found[name] = value
-        pairs = []
-        for n in dict.fromkeys(wanted):
-            e = self._entries.get(n)
-            if e is None:
-                raw = found.get(n)
-                e = self._lookup(n) if raw is None else BundleEntry.decode(raw, key=n, path=self.index_path)
-            pairs.append((n, e))
-        return pairs
+        found = self.entries(wanted)
+        return [(n, found.get(n) or self._lookup(n)) for n in dict.fromkeys(wanted)]
 
     def _every_entry(self) -> Iterator[tuple[str, BundleEntry]]:
         """(name, entry) of every tensor in key order, straight from the index (nothing cached)."""

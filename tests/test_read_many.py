@@ -151,6 +151,18 @@ def test_read_many_of_many_names(tmp_path: Path) -> None:
         assert list(r.read_many(wanted)) == wanted[:-1]
 
 
+@pytest.mark.parametrize("count", [3, 150])  # few names: one search each; many: one walk of the index
+def test_bundle_reader_entries(tmp_path: Path, count: int) -> None:
+    state = {f"t{i:03d}": np.arange(i % 5, dtype=np.int16) for i in range(200)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    r = bundle_reader.BundleReader(p)
+    names = [f"t{i:03d}" for i in range(count, 0, -1)]
+    got = r.entries([*names, "absent", names[0]])
+    assert list(got) == names
+    assert all(got[n] == r.entry(n) and got[n].shape == (int(n[1:]) % 5,) for n in names)
+    assert r.entries([names[0]])[names[0]] is got[names[0]]  # cached
+
+
 def test_read_many_waits_for_workers_before_raising(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(4)
     state = {f"t{i:04d}": rng.random(4096) for i in range(256)}

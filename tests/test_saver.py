@@ -685,3 +685,22 @@ def test_restore_into_variables_in_place(tmp_path: Any, monkeypatch: pytest.Monk
     s.restore(None, path)
     assert np.asarray(v).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert any(np.shares_memory(o, np.asarray(v)) for o in spy.outs)
+
+
+def test_name_based_restore_of_object_based_checkpoint() -> None:
+    # TF1 names are remapped through the object graph (TensorFlow's fallback), then read in place
+    prefix = os.path.join(GOLDEN, "tf2_keras_adam", "ckpt-1")
+    r = tfckpt.CheckpointReader(prefix)
+    want_m = r.get_tensor("optimizer/_variables/2/.ATTRIBUTES/VARIABLE_VALUE")
+    want_b = r.get_tensor("optimizer/_variables/4/.ATTRIBUTES/VARIABLE_VALUE")
+    momentum = np.zeros((3, 3, 2, 3), np.float32)
+    state = {"adam/conv_kernel_momentum": momentum, "adam/conv_bias_momentum": np.zeros(3, np.float32),
+             "save_counter": np.int64(0)}
+    got = Saver(list(state)).restore(state, prefix)
+    np.testing.assert_array_equal(momentum, want_m)  # read straight into the array passed
+    np.testing.assert_array_equal(got["adam/conv_bias_momentum"], want_b)
+    assert int(got["save_counter"]) == 1
+    with pytest.raises(InvalidArgumentError, match="expected dtype double does not equal original dtype float"):
+        Saver(["adam/conv_bias_momentum"]).restore({"adam/conv_bias_momentum": np.zeros(3)}, prefix)
+    with pytest.raises(NotFoundError, match="Existing variables not in the checkpoint: no/such"):
+        Saver(["no/such", "save_counter"]).restore({"no/such": np.zeros(1), "save_counter": np.int64(0)}, prefix)

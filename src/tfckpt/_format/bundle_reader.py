@@ -421,8 +421,8 @@ class BundleReader:
             return self._read_many(self._entries_of(list(names)), out)
 
     def entries(self, names: Iterable[str]) -> dict[str, BundleEntry]:
-        """The entries of those of ``names`` the checkpoint has (absent names are left out),
-        decoded once and cached; for many names one walk of the index finds them all."""
+        """The entries of those of ``names`` the checkpoint has, in that order (absent names are
+        left out), decoded once and cached; for many names one walk of the index finds them all."""
         wanted = list(dict.fromkeys(names))
         got = {n: e for n in wanted if (e := self._entries.get(n)) is not None}
         todo = [n for n in wanted if n not in got]
@@ -434,6 +434,7 @@ class BundleReader:
                     name = key.decode("utf-8", "surrogateescape")
                     if name in want:
                         got[name] = self._entries[name] = BundleEntry.decode(value, key=name, path=path)
+            got = {n: e for n in wanted if (e := got.get(n)) is not None}  # in the order asked
         else:
             for n in todo:
                 try:

@@ -180,6 +180,38 @@ class TfckptSync(Tfckpt):
     fsync = True
 
 
+class TfckptSaver(Peer):
+    """``tfckpt.Saver`` over the arrays, called as the TF1 Saver peer is: save without .meta and
+    state file, restore into the arrays."""
+
+    name = "tfckpt-saver"
+    label = "tfckpt.Saver (sync=False; save / restore into the arrays)"
+    module = "tfckpt"
+    imports = ("tfckpt",)
+
+    def prepare(self, w: Workload) -> tuple[Any, list[str]]:
+        import tfckpt
+
+        self.saver = tfckpt.Saver(w.arrays, sync=False)
+        return w.arrays, []
+
+    def save(self, state: Any, path: str) -> None:
+        self.saver.save(None, path, write_meta_graph=False, write_state=False)
+
+    def restore(self, path: str) -> Any:
+        raise NotImplementedError
+
+    def restore_into(self, path: str, state: Any) -> Any:
+        self.saver.restore(None, path)
+        return state
+
+    def read_one(self, path: str, name: str) -> Any:
+        import tfckpt
+
+        with tfckpt.CheckpointReader(path) as r:
+            return r.get_tensor(name)
+
+
 # -- TensorFlow --------------------------------------------------------------
 
 
@@ -412,8 +444,8 @@ class NumpySavez(Peer):
 
 def all_peers() -> list[Peer]:
     """Every peer, the floor and tfckpt first."""
-    return [RawFloor(), Tfckpt(), TfckptSync(), TfSaveV2(), TfSaver(), SafetensorsNumpy(), SafetensorsTorch(),
-            Torch(), NumpySavez()]
+    return [RawFloor(), Tfckpt(), TfckptSync(), TfckptSaver(), TfSaveV2(), TfSaver(), SafetensorsNumpy(),
+            SafetensorsTorch(), Torch(), NumpySavez()]
 
 
 def as_numpy(value: Any) -> np.ndarray[Any, Any]:

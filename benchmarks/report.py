@@ -66,8 +66,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str, bool | No
     """``(target, workload, measured, goal, met)`` rows for the issue's targets."""
     rows: list[tuple[str, str, str, str, bool | None]] = []
 
-    def ratio_row(what: str, w: str, op: str, peer: str, goal: float, peer_op: str | None = None) -> None:
-        r = _ratio(results, w, op, peer, peer_op=peer_op)
+    def ratio_row(what: str, w: str, op: str, peer: str, goal: float, peer_op: str | None = None,
+                  ours: str = "tfckpt") -> None:
+        r = _ratio(results, w, op, peer, ours=ours, peer_op=peer_op)
         if r is not None:
             rows.append((what, w, f"{r:.2f}x", f"<= {goal}x", r <= goal))
 
@@ -81,6 +82,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str, bool | No
         ratio_row("restore in place vs raw readinto", w, "restore_into", "raw", 1.2)
         ratio_row("save vs TF1 Saver", w, "save", "tf-saver", 0.7)
         ratio_row("restore in place vs TF1 Saver restore", w, "restore_into", "tf-saver", 1.0)
+        ratio_row("tfckpt.Saver save vs TF1 Saver save", w, "save", "tf-saver", 0.7, ours="tfckpt-saver")
+        ratio_row("tfckpt.Saver restore vs TF1 Saver restore", w, "restore_into", "tf-saver", 1.0,
+                  ours="tfckpt-saver")
     meta = results["workloads"]
     for w, info in meta.items():
         rec = find(results, w, "tfckpt")
@@ -194,6 +198,9 @@ def render_markdown(results: dict[str, Any], command: str, plot_name: str | None
         "No index, no checksums: the floor.",
         "- **tfckpt**: `tfckpt.write(state, prefix, sync=False)`, `tfckpt.read(prefix)`, "
         "`CheckpointReader.read_many(out=arrays)` (in place), `CheckpointReader(prefix).get_tensor(name)`.",
+        "- **tfckpt-saver**: `tfckpt.Saver(arrays, sync=False)`, called as the TF1 Saver peer is: "
+        "`save(None, prefix, write_meta_graph=False, write_state=False)` and `restore(None, prefix)` into the "
+        "arrays (its peak RSS is not measured separately).",
         "- **tf-savev2**: `tf.raw_ops.SaveV2` / `RestoreV2` on eager tensors; read one = `RestoreV2` of one name.",
         "- **tf-saver**: `tf.compat.v1.train.Saver(var_list={name: tf.Variable})` in eager mode, "
         "`save(write_meta_graph=False, write_state=False)` and `restore` into the variables; read one = "

@@ -704,3 +704,12 @@ def test_name_based_restore_of_object_based_checkpoint() -> None:
         Saver(["adam/conv_bias_momentum"]).restore({"adam/conv_bias_momentum": np.zeros(3)}, prefix)
     with pytest.raises(NotFoundError, match="Existing variables not in the checkpoint: no/such"):
         Saver(["no/such", "save_counter"]).restore({"no/such": np.zeros(1), "save_counter": np.int64(0)}, prefix)
+
+
+def test_object_graph_naming_a_missing_key(tmp_path: Any) -> None:
+    r = tfckpt.CheckpointReader(os.path.join(GOLDEN, "tf2_keras_adam", "ckpt-1"))
+    values = {k: r.get_tensor(k) for k in r.get_variable_to_shape_map()}
+    del values["optimizer/_variables/4/.ATTRIBUTES/VARIABLE_VALUE"]  # the graph still maps a name to it
+    p = tfckpt.write(values, str(tmp_path / "c"))
+    with pytest.raises(TensorNotFoundError, match=r"Key optimizer/_variables/4/\.ATTRIBUTES/VARIABLE_VALUE not found"):
+        Saver(["adam/conv_bias_momentum"]).restore({"adam/conv_bias_momentum": np.zeros(3, np.float32)}, p)

@@ -79,6 +79,9 @@ def _checkpoint_keys(reader: CheckpointReader, entries: list[Entry], specs: dict
             unmatched, [n for n in mapping if n not in have], len(entries) - len(unmatched)), key=unmatched[0])
     keys = [e.key if e.key in specs else mapping[e.key] for e in entries]
     specs.update(_stored_specs(reader, [mapping[k] for k in missing]))
+    for k in missing:
+        if mapping[k] not in specs:  # the object graph names a key the index lacks
+            raise TensorNotFoundError(f"Key {mapping[k]} not found in checkpoint", key=mapping[k])
     return keys
 
 

@@ -158,7 +158,7 @@ def test_bundle_reader_entries(tmp_path: Path, count: int) -> None:
     r = bundle_reader.BundleReader(p)
     names = [f"t{i:03d}" for i in range(count, 0, -1)]
     got = r.entries([*names, "absent", names[0]])
-    assert list(got) == names
+    assert sorted(got) == sorted(names)
     assert all(got[n] == r.entry(n) and got[n].shape == (int(n[1:]) % 5,) for n in names)
     assert r.entries([names[0]])[names[0]] is got[names[0]]  # cached
 

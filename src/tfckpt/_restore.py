@@ -127,14 +127,23 @@ def _inplace_targets(entries: list[Entry], keys: list[str], leaves: list[object]
     bytes can be read straight into their target (same dtype and shape, plain CPU memory)."""
     out: dict[int, np.ndarray[Any, Any]] = {}
     taken: set[str] = set()
+    numpy_of: dict[DType, np.dtype[Any] | None] = {}  # stored dtype -> numpy dtype read in place (None: not)
     for i, (e, key, leaf) in enumerate(zip(entries, keys, leaves)):
         if leaf is None or e.expand or e.slice_info is not None or key in taken:
             continue
-        buf = leaf._value if isinstance(leaf, Variable) else _state.inplace_buffer(leaf)
-        if buf is None or not buf.flags.writeable or not buf.flags.c_contiguous:
+        buf: np.ndarray[Any, Any] | None
+        if isinstance(leaf, Variable):
+            buf = leaf._value
+            if not ((fl := buf.flags).writeable and fl.c_contiguous):
+                continue
+        else:
+            buf = _state.inplace_buffer(leaf)  # writeable and C-contiguous, or None
+        if buf is None:
             continue
         stored, shape = specs[key]
-        if not stored.is_fixed_size or buf.dtype != stored.numpy_dtype or buf.shape != shape:
+        if stored not in numpy_of:
+            numpy_of[stored] = stored.numpy_dtype if stored.is_fixed_size else None
+        if buf.shape != shape or buf.dtype != numpy_of[stored]:
             continue
         out[i] = buf
         taken.add(key)

@@ -421,26 +421,29 @@ class BundleReader:
             return self._read_many(self._entries_of(list(names)), out)
 
     def entries(self, names: Iterable[str]) -> dict[str, BundleEntry]:
-        """The entries of those of ``names`` the checkpoint has, in that order (absent names are
-        left out), decoded once and cached; for many names one walk of the index finds them all."""
-        wanted = list(dict.fromkeys(names))
-        got = {n: e for n in wanted if (e := self._entries.get(n)) is not None}
-        todo = [n for n in wanted if n not in got]
+        """The entries of those of ``names`` the checkpoint has (absent names are left out; the
+        order is unspecified), decoded once and cached: for many names one walk of the index."""
+        wanted = names if isinstance(names, list) else list(names)
+        cache = self._entries
+        got = {n: e for n in wanted if (e := cache.get(n)) is not None} if cache else {}
+        todo = [n for n in wanted if n not in got] if got else wanted
         if len(todo) > 64 and self._names is None:
             want = set(todo)
             path = self.index_path
+            found: dict[str, BundleEntry] = {}
             for key, value in self._table.items():
                 if key and key[0] != 0:
                     name = key.decode("utf-8", "surrogateescape")
                     if name in want:
-                        got[name] = self._entries[name] = BundleEntry.decode(value, key=name, path=path)
-            got = {n: e for n in wanted if (e := got.get(n)) is not None}  # in the order asked
-        else:
-            for n in todo:
-                try:
-                    got[n] = self.entry(n)
-                except TensorNotFoundError:
-                    pass
+                        found[name] = BundleEntry.decode(value, key=name, path=path)
+            cache.update(found)
+            got.update(found)
+            return got
+        for n in todo:
+            try:
+                got[n] = self.entry(n)
+            except TensorNotFoundError:
+                pass
         return got
 
     def _entries_of(self, wanted: list[str]) -> list[tuple[str, BundleEntry]]:

@@ -143,7 +143,8 @@ def _inplace_targets(entries: list[Entry], keys: list[str], leaves: list[object]
         stored, shape = specs[key]
         if stored not in numpy_of:
             numpy_of[stored] = stored.numpy_dtype if stored.is_fixed_size else None
-        if buf.shape != shape or buf.dtype != numpy_of[stored]:
+        npd = numpy_of[stored]
+        if npd is None or buf.shape != shape or buf.dtype != npd:  # (a dtype equals None when it is float64)
             continue
         out[i] = buf
         taken.add(key)

@@ -94,8 +94,7 @@ def _repeat(fn: Callable[[], Any], n: int, before: Callable[[], None] | None = N
     otherwise land on whichever peer runs first after memory was handed back to the host."""
     if before is not None:
         before()
-    del_out = fn()
-    del del_out
+    fn()
     times: list[float] = []
     spent = 0.0
     for _ in range(n):

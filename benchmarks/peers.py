@@ -180,9 +180,25 @@ class TfckptSync(Tfckpt):
     fsync = True
 
 
-class TfckptSaver(Peer):
-    """``tfckpt.Saver`` over the arrays, called as the TF1 Saver peer is: save without .meta and
-    state file, restore into the arrays."""
+class _SaverCalls(Peer):
+    """A TF1-style ``Saver`` (``self.saver``, made by ``prepare``) over the state: save without
+    .meta and state file, restore into the state's own variables or arrays."""
+
+    saver: Any
+
+    def save(self, state: Any, path: str) -> None:
+        self.saver.save(None, path, write_meta_graph=False, write_state=False)
+
+    def restore(self, path: str) -> Any:
+        raise NotImplementedError
+
+    def restore_into(self, path: str, state: Any) -> Any:
+        self.saver.restore(None, path)
+        return state
+
+
+class TfckptSaver(_SaverCalls):
+    """``tfckpt.Saver`` over the arrays, called as the TF1 Saver peer is."""
 
     name = "tfckpt-saver"
     label = "tfckpt.Saver (sync=False; save / restore into the arrays)"
@@ -195,21 +211,7 @@ class TfckptSaver(Peer):
         self.saver = tfckpt.Saver(w.arrays, sync=False)
         return w.arrays, []
 
-    def save(self, state: Any, path: str) -> None:
-        self.saver.save(None, path, write_meta_graph=False, write_state=False)
-
-    def restore(self, path: str) -> Any:
-        raise NotImplementedError
-
-    def restore_into(self, path: str, state: Any) -> Any:
-        self.saver.restore(None, path)
-        return state
-
-    def read_one(self, path: str, name: str) -> Any:
-        import tfckpt
-
-        with tfckpt.CheckpointReader(path) as r:
-            return r.get_tensor(name)
+    read_one = Tfckpt.read_one
 
 
 # -- TensorFlow --------------------------------------------------------------
@@ -253,7 +255,7 @@ class TfSaveV2(Peer):
                                     dtypes=[self.dtypes[name]])[0]
 
 
-class TfSaver(Peer):
+class TfSaver(_SaverCalls):
     """TF1 ``tf.compat.v1.train.Saver`` over ``tf.Variable``s (eager): save, restore into the variables."""
 
     name = "tf-saver"
@@ -266,16 +268,6 @@ class TfSaver(Peer):
         variables = {n: tf.Variable(a, name=f"v{i}") for i, (n, a) in enumerate(w.arrays.items())}
         self.saver = tf.compat.v1.train.Saver(var_list=variables)
         return variables, ["read one: tf.train.load_checkpoint(...).get_tensor"]
-
-    def save(self, state: Any, path: str) -> None:
-        self.saver.save(None, path, write_meta_graph=False, write_state=False)
-
-    def restore(self, path: str) -> Any:
-        raise NotImplementedError
-
-    def restore_into(self, path: str, state: Any) -> Any:
-        self.saver.restore(None, path)
-        return state
 
     def read_one(self, path: str, name: str) -> Any:
         tf = _tf()

@@ -48,13 +48,12 @@ from typing import Any
 import numpy as np
 
 from tfckpt._convert import framework_of
-from tfckpt.dtypes import DType, as_dtype
+from tfckpt.dtypes import DType, as_dtype, dtype_of_numpy
 from tfckpt.errors import InvalidArgumentError, InvalidTypeError, TensorNotFoundError
 
 __all__ = ["assign", "expandable_prefixes", "flatten", "leaf_spec", "shape_str", "tf_type_string"]
 
 _PY_SCALARS = (bool, int, float, complex, str, bytes)
-_BY_NUMPY_DTYPE: dict[np.dtype[Any], DType] = {}  # numpy dtypes leaf_spec has converted (native byte order)
 
 
 def tf_type_string(dtype: DType) -> str:
@@ -172,7 +171,7 @@ def leaf_spec(leaf: object) -> tuple[DType | None, tuple[int, ...] | None]:
         ('int32', (2, 3))
     """
     if type(leaf) is np.ndarray:  # the common case, first
-        d = _BY_NUMPY_DTYPE.get(leaf.dtype)
+        d = dtype_of_numpy(leaf.dtype)
         if d is not None:
             return d, leaf.shape
     elif isinstance(leaf, _PY_SCALARS):
@@ -184,10 +183,7 @@ def leaf_spec(leaf: object) -> tuple[DType | None, tuple[int, ...] | None]:
 
         return as_dtype(torch_adapter.numpy_dtype(leaf.dtype)), tuple(leaf.shape)  # type: ignore[attr-defined]
     arr_dtype = np.dtype(leaf.dtype)  # type: ignore[attr-defined]
-    d = as_dtype(arr_dtype)
-    if arr_dtype.isnative and arr_dtype.kind != "O":
-        _BY_NUMPY_DTYPE[arr_dtype] = d
-    return d, tuple(int(n) for n in leaf.shape)  # type: ignore[attr-defined]
+    return as_dtype(arr_dtype), tuple(int(d) for d in leaf.shape)  # type: ignore[attr-defined]
 
 
 def inplace_buffer(leaf: object) -> np.ndarray[Any, Any] | None:

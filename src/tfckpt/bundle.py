@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from operator import itemgetter
 
 from tfckpt._format.bundle_reader import BundleReader
-from tfckpt._format.bundle_writer import BundleWriter
+from tfckpt._format.bundle_writer import BundleWriter, sort_by_name
 from tfckpt._gcpause import paused_gc
 from tfckpt.errors import InvalidArgumentError
 
@@ -51,10 +50,7 @@ def write(
         items = list(tensors.items()) if isinstance(tensors, Mapping) else list(tensors)
         w = BundleWriter(os.fspath(prefix), num_shards=num_shards, sync=sync)
         try:
-            if "".join([k for k, _ in items]).isascii():  # str order is byte order: sort without encoding
-                items.sort(key=itemgetter(0))
-            else:
-                items.sort(key=lambda kv: kv[0].encode("utf-8", "surrogateescape"))
+            sort_by_name(items)
         except (AttributeError, TypeError):
             bad = next(k for k, _ in items if not isinstance(k, str))
             raise InvalidArgumentError(f"tensor names must be str, got {type(bad).__name__}: {bad!r}") from None

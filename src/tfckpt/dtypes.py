@@ -176,6 +176,17 @@ def dtype_from_enum(value: int) -> DType:
         raise InvalidArgumentError(f"Unknown DataType enum value {value}") from None
 
 
+def dtype_of_numpy(npd: np.dtype[Any]) -> DType | None:
+    """The DType of a numpy dtype in native byte order (``object``: string), by lookup; None
+    for anything else, which :func:`as_dtype` converts or rejects.
+
+    Example:
+        >>> dtype_of_numpy(np.dtype(np.int32)), dtype_of_numpy(np.dtype(">f4"))
+        (tfckpt.int32, None)
+    """
+    return _BY_NUMPY.get(npd)
+
+
 def as_dtype(value: object) -> DType:
     """Convert a DType, enum value, TensorFlow name, numpy dtype or scalar type to a :class:`DType`.
 

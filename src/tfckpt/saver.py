@@ -40,14 +40,13 @@ import numbers
 import os
 import time
 from collections.abc import Callable, Mapping
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from tfckpt import _state
 from tfckpt._convert import framework_of, to_array
-from tfckpt._format.bundle_writer import BundleWriter
+from tfckpt._format.bundle_writer import BundleWriter, sort_by_name
 from tfckpt._gcpause import paused_gc
 from tfckpt._lock import DirectoryLock
 from tfckpt._proto import meta_graph_pb2
@@ -357,10 +356,7 @@ class Saver:
             (e.key, v, e.slice_info) for e, v in zip(entries, values)
         ]
         items += [(k, v, None) for k, v in (extra or {}).items()]
-        if "".join([it[0] for it in items]).isascii():  # str order is byte order: sort without encoding
-            items.sort(key=itemgetter(0))
-        else:
-            items.sort(key=lambda it: it[0].encode("utf-8", "surrogateescape"))
+        sort_by_name(items)
         if self._write_version == 1:
             from tfckpt._format.v1_writer import write_v1
 
@@ -448,7 +444,7 @@ class Saver:
         try:
             with paused_gc():  # a save allocates a few objects per variable: no collections meanwhile
                 return self._save_locked(sess, save_path, checkpoint_file, save_path_parent, latest_filename,
-                                     meta_graph_suffix, write_meta_graph, write_state, strip_default_attrs)
+                                         meta_graph_suffix, write_meta_graph, write_state, strip_default_attrs)
         finally:
             if lock is not None:
                 lock.release()

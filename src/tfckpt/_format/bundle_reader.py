@@ -70,7 +70,6 @@ for _enum in range(1, 100):
         continue
     if _dt.is_fixed_size:
         _FIXED[_enum] = _dt
-_NUMPY = {enum: dt.numpy_dtype for enum, dt in _FIXED.items()}
 
 
 def _check_out(prefix: str, name: str, e: BundleEntry, dt: DType, out: np.ndarray[Any, Any], npd: np.dtype[Any],
@@ -389,10 +388,11 @@ class BundleReader:
     def _check_size(self, name: str, e: BundleEntry, dt: DType) -> np.dtype[Any]:
         """The numpy dtype of fixed-size entry ``e``, after checking its byte size against its shape."""
         npd = dt.numpy_dtype
-        if e.size != e.num_elements * npd.itemsize:
+        need = math.prod(e.shape) * npd.itemsize
+        if e.size != need:
             raise DataLossError(
                 f"{self.index_path}: tensor {name!r} of dtype {dt.name} and shape {list(e.shape)} needs "
-                f"{e.num_elements * npd.itemsize} bytes but its entry says {e.size}",
+                f"{need} bytes but its entry says {e.size}",
                 path=self.index_path,
                 key=name,
             )
@@ -503,7 +503,6 @@ class BundleReader:
         pending: list[tuple[LocalFile, int, Future[list[int]]]] = []
         pool = _crc_pool() if parallel else None
         verify = self.verify_crc
-        empty, prod = np.empty, math.prod
         i, total = 0, len(plan)
         try:
             while i < total:
@@ -515,16 +514,7 @@ class BundleReader:
                     s2, off, name, e, dt, dest = plan[j]
                     if s2 != shard or off != end:
                         break
-                    npd = _NUMPY[e.dtype]
-                    if prod(e.shape) * npd.itemsize != e.size:
-                        buf = self._dest(name, e, dt, dest)  # raises: the entry's size does not fit its shape
-                    elif dest is None:
-                        buf = empty(e.shape, npd)
-                    elif (dest.shape == e.shape and dest.dtype == npd and (fl := dest.flags).c_contiguous
-                          and fl.writeable):
-                        buf = dest
-                    else:
-                        buf = self._dest(name, e, dt, dest)  # raises: ``dest`` does not fit
+                    buf = self._dest(name, e, dt, dest)
                     bufs.append(buf)
                     result[name] = buf
                     end += e.size

@@ -40,7 +40,7 @@ from tfckpt._storage import fsync_dir, os_error, remove_quietly, temp_name
 from tfckpt.dtypes import DType
 from tfckpt.errors import InvalidArgumentError, UnimplementedError
 
-__all__ = ["BundleWriter", "data_filename", "index_filename"]
+__all__ = ["BundleWriter", "data_filename", "index_filename", "sort_by_name"]
 
 _BATCH = 8 << 20  # tensors are gathered into writes of about this many bytes
 _PIPELINE = 1 << 20  # from this size on a batch's CRCs are computed in a thread while it is written
@@ -50,6 +50,17 @@ _MAX_WRITE = 1 << 30  # bytes per write call (Linux writes at most 0x7ffff000 by
 
 # numpy dtypes whose C-contiguous arrays to_array returns unchanged -> their DType
 _PLAIN: dict[np.dtype[Any], DType] = {}
+
+
+def sort_by_name(items: list[Any]) -> None:
+    """Sort ``(name, ...)`` tuples in place by the UTF-8 bytes of their names: TensorFlow's key order.
+
+    All-ASCII names sort as strings (the same order) without encoding each one.
+    """
+    if "".join([it[0] for it in items]).isascii():
+        items.sort(key=itemgetter(0))
+    else:
+        items.sort(key=lambda it: it[0].encode("utf-8", "surrogateescape"))
 
 
 def _bytes_of(a: np.ndarray[Any, Any]) -> memoryview:

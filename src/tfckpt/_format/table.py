@@ -85,42 +85,27 @@ def find_short_successor(key: bytes) -> bytes:
 
 
 class _BlockBuilder:
-    __slots__ = ("buf", "counter", "interval", "last_key", "restarts")
+    """One block being built: :meth:`TableWriter.add_many` appends data entries to its state
+    directly; index blocks take whole entries through :meth:`add_restart`."""
 
-    def __init__(self, interval: int) -> None:
-        self.interval = interval
+    __slots__ = ("buf", "counter", "last_key", "restarts")
+
+    def __init__(self) -> None:
         self.buf = bytearray()
         self.restarts = [0]
         self.counter = 0
         self.last_key = b""
 
-    def add(self, key: bytes, value: bytes) -> None:
-        shared = 0
-        if self.counter < self.interval:
-            last = self.last_key
-            n = min(len(last), len(key))
-            # length of the common prefix: the first differing byte is the top set byte of the XOR
-            x = int.from_bytes(last[:n], "big") ^ int.from_bytes(key[:n], "big")
-            shared = n - ((x.bit_length() + 7) >> 3)
-        else:
-            self.restarts.append(len(self.buf))
-            self.counter = 0
+    def add_restart(self, key: bytes, value: bytes) -> None:
+        """Append an entry that shares no prefix and starts a restart (every index entry does)."""
         buf = self.buf
-        non_shared = len(key) - shared
-        vlen = len(value)
-        if shared < 0x80 and non_shared < 0x80 and vlen < 0x80:
-            buf += bytes((shared, non_shared, vlen))
-        else:
-            buf += encode_varint(shared)
-            buf += encode_varint(non_shared)
-            buf += encode_varint(vlen)
-        buf += key[shared:]
+        if buf:
+            self.restarts.append(len(buf))
+        buf += encode_varint(0) + encode_varint(len(key)) + encode_varint(len(value))
+        buf += key
         buf += value
         self.last_key = key
-        self.counter += 1
-
-    def size_estimate(self) -> int:
-        return len(self.buf) + 4 * len(self.restarts) + 4
+        self.counter = 1
 
     def empty(self) -> bool:
         return not self.buf
@@ -143,8 +128,8 @@ class TableWriter:
         self._out = bytearray()
         self._block_size = block_size
         self._interval = restart_interval
-        self._data = _BlockBuilder(restart_interval)
-        self._index = _BlockBuilder(1)
+        self._data = _BlockBuilder()
+        self._index = _BlockBuilder()
         self._last_key: bytes | None = None
         self._pending: bytes | None = None  # encoded handle of the last flushed block
 
@@ -175,7 +160,7 @@ class TableWriter:
                         data = self._data
                         buf, restarts, counter, blast = data.buf, data.restarts, data.counter, data.last_key
                     if self._pending is not None:
-                        self._index.add(find_shortest_separator(last, key), self._pending)
+                        self._index.add_restart(find_shortest_separator(last, key), self._pending)
                         self._pending = None
                 if pre is not None and 0 < counter < interval and i:  # the previous key is items[i - 1]
                     shared = pre[i - 1]
@@ -215,15 +200,15 @@ class TableWriter:
         if self._data.empty():
             return
         self._pending = self._write_block(self._data.finish())
-        self._data = _BlockBuilder(self._interval)
+        self._data = _BlockBuilder()
 
     def finish(self) -> bytes:
         """Write the last block, the meta-index, the index and the footer; return the table bytes."""
         self._flush()
-        metaindex = self._write_block(_BlockBuilder(self._interval).finish())
+        metaindex = self._write_block(_BlockBuilder().finish())
         if self._pending is not None:
             assert self._last_key is not None
-            self._index.add(find_short_successor(self._last_key), self._pending)
+            self._index.add_restart(find_short_successor(self._last_key), self._pending)
             self._pending = None
         index = self._write_block(self._index.finish())
         footer = metaindex + index

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tfckpt
-from tfckpt._format import bundle_reader
+from tfckpt._format import bundle_reader, runs
 from tfckpt._format.coding import FIXED32
 from tfckpt._format.entry import BundleEntry
 from tfckpt._proto import checkpoint_pb2
@@ -151,6 +151,51 @@ def test_read_many_of_many_names(tmp_path: Path) -> None:
         assert list(r.read_many(wanted)) == wanted[:-1]
 
 
+def test_read_many_missing_name_reads_nothing(tmp_path: Path) -> None:
+    state = {f"t{i:03d}": np.full(10, i, np.float32) for i in range(200)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    out = {n: np.zeros(10, np.float32) for n in state}
+    with tfckpt.CheckpointReader(p) as r, pytest.raises(TensorNotFoundError, match="zzz"):
+        r.read_many([*state, "zzz"], out=out)
+    assert not any(a.any() for a in out.values())  # every name is resolved before any byte is read
+
+
+def test_read_many_with_some_entries_cached(tmp_path: Path) -> None:
+    state = {f"t{i:03d}": np.full(10, i, np.float32) for i in range(300)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    r = bundle_reader.BundleReader(p)
+    r.entries([f"t{i:03d}" for i in range(0, 300, 3)])  # a third decoded and cached
+    wanted = [f"t{i:03d}" for i in range(299, -1, -1)]
+    got = r.read_many(wanted)
+    assert list(got) == wanted  # the result follows the names, whatever order they are read in
+    assert all(got[n][0] == int(n[1:]) for n in wanted)
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, np.ndarray]]:  # type: ignore[type-arg]
+    rng = np.random.default_rng(7)
+    # sizes around the point where a run goes to a worker thread, in three interleaved shards
+    state = {f"t{i:03d}": rng.random(int(rng.choice([1, 700, 9000, 40_000]))) for i in range(120)}
+    p = tfckpt.write(state, str(tmp_path_factory.mktemp("sharded") / "c"), num_shards=3)
+    return p, state
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_read_many_any_names_in_any_order(sharded: tuple[str, dict[str, np.ndarray]],  # type: ignore[type-arg]
+                                          data: st.DataObject) -> None:
+    p, state = sharded
+    names = data.draw(st.lists(st.sampled_from(sorted(state)), unique=True))
+    into = data.draw(st.sets(st.sampled_from(names))) if names else set()
+    out = {n: np.empty_like(state[n]) for n in into}
+    with tfckpt.CheckpointReader(p) as r:
+        got = r.read_many(names, out=out)
+    assert list(got) == names
+    for n in names:
+        np.testing.assert_array_equal(got[n], state[n])
+        assert n not in out or got[n] is out[n]
+
+
 @pytest.mark.parametrize("count", [3, 150])  # few names: one search each; many: one walk of the index
 def test_bundle_reader_entries(tmp_path: Path, count: int) -> None:
     state = {f"t{i:03d}": np.arange(i % 5, dtype=np.int16) for i in range(200)}
@@ -171,7 +216,7 @@ def test_read_many_waits_for_workers_before_raising(tmp_path: Path, monkeypatch:
     out["t0200"] = np.empty(3)  # fails while earlier runs are being read by workers
     with tfckpt.CheckpointReader(p) as r, pytest.raises(InvalidArgumentError, match="t0200"):
         r.read_many(out=out)
-    pool = bundle_reader._crc_pool()
+    pool = runs.crc_pool()
     assert pool.submit(lambda: 1).result() == 1  # the pool is idle and usable
 
 

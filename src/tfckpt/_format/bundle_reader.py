@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from tfckpt._format.coding import crc32c, masked_crcs, unmask
+from tfckpt._format.coding import crc32c, unmask
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader
+from tfckpt._format.runs import RunQueue, readinto_crc
 from tfckpt._format.slices import TensorSlice, encode_slice_key
 from tfckpt._format.strings import decode_strings
 from tfckpt._format.table import TableReader
@@ -37,28 +36,11 @@ __all__ = ["BundleReader"]
 # Consumer version implemented here (kTensorBundleVersion).
 _CONSUMER = 1
 
-# Tensors from this size on are read by several threads at once, each reading
-# and checksumming its part in cache-sized chunks (pread and crc32c release the
-# GIL); the parts' CRCs are then combined.
-_PARALLEL = 4 << 20
-_PART_MIN = 2 << 20
-_CHUNK = 1 << 20
-_THREAD_MIN_AVG = 16 << 10  # read_many uses threads when tensors average at least this size
-_IOV_MAX = 1024  # buffers per preadv (Linux's IOV_MAX)
 _RUN_MAX = 8 << 20  # read_many reads tensors up to this size in runs (a bigger one is split in parallel parts)
-_POLY = 0x82F63B78  # CRC-32C, reflected
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_BULK = 64  # from this many names not yet decoded, look them up with one walk of the index
 
 
-# A tensor read_many reads in a run: shard, offset, name, entry, dtype, destination (or None).
-_Planned = tuple[int, int, str, BundleEntry, DType, "np.ndarray[Any, Any] | None"]
 _EMPTY: np.ndarray[Any, Any] = np.empty(0)
-
-
-def _by_place(item: _Planned) -> tuple[int, int]:
-    return item[0], item[1]
 
 
 # dtype enum -> DType, for the fixed-size dtypes numpy can hold (read_many's fast path).
@@ -84,101 +66,6 @@ def _check_out(prefix: str, name: str, e: BundleEntry, dt: DType, out: np.ndarra
             key=name,
             path=prefix,
         )
-
-
-def _multmodp(a: int, b: int) -> int:
-    """Product of two polynomials modulo the CRC-32C polynomial (reflected bit order)."""
-    m = 1 << 31
-    p = 0
-    while True:
-        if a & m:
-            p ^= b
-            if (a & (m - 1)) == 0:
-                break
-        m >>= 1
-        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
-    return p
-
-
-_X2N = [1 << 30]  # x^(2^k) mod P for k = 0..63 (lengths up to 2^60 bytes)
-for _ in range(63):
-    _X2N.append(_multmodp(_X2N[-1], _X2N[-1]))
-
-
-def crc32c_combine(crc1: int, crc2: int, len2: int) -> int:
-    """CRC-32C of ``A + B`` from ``crc(A)``, ``crc(B)`` and ``len(B)``.
-
-    Example:
-        >>> crc32c_combine(crc32c(b"1234"), crc32c(b"56789"), 5) == crc32c(b"123456789")
-        True
-        >>> a, b, c = 0x1234, 0xABCDEF, 0x42  # lengths past 2**32 bytes
-        >>> left = crc32c_combine(crc32c_combine(a, b, 1 << 33), c, 5)
-        >>> left == crc32c_combine(a, crc32c_combine(b, c, 5), (1 << 33) + 5)
-        True
-        >>> z = bytes(1 << 20)
-        >>> crc32c_combine(crc32c(z), crc32c(z), len(z)) == crc32c(z + z)
-        True
-    """
-    p = 1 << 31
-    k = 3
-    n = len2
-    while n:
-        if n & 1:
-            p = _multmodp(_X2N[k], p)
-        n >>= 1
-        k += 1
-    return _multmodp(p, crc1) ^ crc2
-
-
-def _crc_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="tfckpt-read")
-    return _pool
-
-
-def _read_part(f: LocalFile, offset: int, mv: memoryview) -> int:
-    """Read ``mv`` chunk by chunk, checksumming each chunk while it is still in cache."""
-    crc = 0
-    n = mv.nbytes
-    pos = 0
-    while pos < n:
-        end = min(pos + _CHUNK, n)
-        part = mv[pos:end]
-        f.readinto(offset + pos, part)
-        crc = crc32c(part, crc)
-        pos = end
-    return crc
-
-
-def _read_run(f: LocalFile, offset: int, length: int, bufs: list[Any], verify: bool) -> list[int]:
-    """Fill ``bufs`` from the contiguous range at ``offset`` (one ``preadv``); their CRC-32Cs if ``verify``."""
-    f.readinto_many(offset, bufs, length)
-    return masked_crcs(bufs) if verify else []
-
-
-def _readinto_crc(f: LocalFile, offset: int, mv: memoryview) -> int:
-    """Fill ``mv`` from ``f`` at ``offset`` and return the CRC-32C of the bytes read."""
-    n = mv.nbytes
-    if n <= _CHUNK:
-        f.readinto(offset, mv)
-        return crc32c(mv)
-    parts = min(_WORKERS, n // _PART_MIN) if n >= _PARALLEL else 1
-    if parts <= 1:
-        return _read_part(f, offset, mv)
-    step = -(-n // parts)
-    bounds = [(i * step, min(n, (i + 1) * step)) for i in range(parts)]
-    pool = _crc_pool()
-    futs = [pool.submit(_read_part, f, offset + a, mv[a:b]) for a, b in bounds[1:]]
-    try:
-        crc = _read_part(f, offset, mv[: bounds[0][1]])
-    finally:
-        results = [fut.result() for fut in futs]  # wait for every part, even after an error
-    for (a, b), c in zip(bounds[1:], results):
-        crc = crc32c_combine(crc, c, b - a)
-    return crc
 
 
 class BundleReader:
@@ -369,7 +256,7 @@ class BundleReader:
         dest = self._dest(name, e, dt, out)
         mv = dest.reshape(-1).view(np.uint8).data
         if self.verify_crc:
-            self._check_crc(e, mv, name, f, _readinto_crc(f, e.offset, mv))
+            self._check_crc(e, mv, name, f, readinto_crc(f, e.offset, mv))
         else:
             f.readinto(e.offset, mv)
         if self.header.big_endian and dest.itemsize > 1:
@@ -413,12 +300,30 @@ class BundleReader:
 
         Same results and errors as :meth:`read` for each name, but tensors that lie next
         to each other in a data file are read in runs of about 1 MiB with one ``preadv``
-        each (up to 1024 tensors), straight into their destinations, then checked.
+        each (up to 1024 tensors), straight into their destinations, while the index is
+        still being decoded; every CRC is checked before this returns. A name the index
+        lacks is reported before anything is read. After any other error (a corrupt entry or
+        data, a destination that does not fit) arrays of ``out`` may be partly overwritten.
         """
         with paused_gc():
             if names is None:
-                return self._read_many(self._every_entry(), out)
-            return self._read_many(self._entries_of(list(names)), out)
+                return self._read_many(self._every_entry(), out, None)
+            wanted = list(dict.fromkeys(names))
+            return self._read_many(self._entries_of(wanted), out, wanted)
+
+    def _raw_of(self, names: list[str]) -> dict[str, bytes]:
+        """The undecoded entries of those of ``names`` the index has, from one walk of it."""
+        raw = self._raw
+        if self._names is not None:
+            return {n: v for n in names if (v := raw.get(n)) is not None}
+        want = set(names)
+        found: dict[str, bytes] = {}
+        for key, value in self._table.items():
+            if key and key[0] != 0:
+                name = key.decode("utf-8", "surrogateescape")
+                if name in want:
+                    found[name] = value
+        return found
 
     def entries(self, names: Iterable[str]) -> dict[str, BundleEntry]:
         """The entries of those of ``names`` the checkpoint has (absent names are left out; the
@@ -427,15 +332,9 @@ class BundleReader:
         cache = self._entries
         got = {n: e for n in wanted if (e := cache.get(n)) is not None} if cache else {}
         todo = [n for n in wanted if n not in got] if got else wanted
-        if len(todo) > 64 and self._names is None:
-            want = set(todo)
+        if len(todo) >= _BULK:
             path = self.index_path
-            found: dict[str, BundleEntry] = {}
-            for key, value in self._table.items():
-                if key and key[0] != 0:
-                    name = key.decode("utf-8", "surrogateescape")
-                    if name in want:
-                        found[name] = BundleEntry.decode(value, key=name, path=path)
+            found = {n: BundleEntry.decode(v, key=n, path=path) for n, v in self._raw_of(todo).items()}
             cache.update(found)
             got.update(found)
             return got
@@ -446,101 +345,59 @@ class BundleReader:
                 pass
         return got
 
-    def _entries_of(self, wanted: list[str]) -> list[tuple[str, BundleEntry]]:
-        """(name, entry) for each of ``wanted`` (in that order, once each).
+    def _entries_of(self, wanted: list[str]) -> Iterator[tuple[str, BundleEntry]]:
+        """(name, entry) for each of ``wanted`` (distinct names): cached ones first, then the
+        others in index order, each decoded as it is needed (and not cached).
 
         Raises:
-            TensorNotFoundError: for the first name of ``wanted`` the index lacks.
+            TensorNotFoundError: for the first name of ``wanted`` the index lacks, before
+                anything is yielded.
         """
-        found = self.entries(wanted)
-        return [(n, found.get(n) or self._lookup(n)) for n in dict.fromkeys(wanted)]
+        cache = self._entries
+        todo = [n for n in wanted if n not in cache] if cache else wanted
+        if len(todo) < _BULK:
+            pairs = [(n, cache.get(n) or self._lookup(n)) for n in wanted]
+            yield from pairs
+            return
+        raw = self._raw_of(todo)
+        if len(raw) < len(todo):
+            for n in todo:
+                if n not in raw:
+                    self._lookup(n)  # raises TensorNotFoundError
+        if cache:
+            yield from ((n, e) for n in wanted if (e := cache.get(n)) is not None)
+        path = self.index_path
+        for n, v in raw.items():
+            yield n, BundleEntry.decode(v, key=n, path=path)
 
     def _every_entry(self) -> Iterator[tuple[str, BundleEntry]]:
         """(name, entry) of every tensor in key order, straight from the index (nothing cached)."""
+        path = self.index_path
         for key, value in self._table.items():
             if key and key[0] != 0:
                 name = key.decode("utf-8", "surrogateescape")
-                yield name, BundleEntry.decode(value, key=name, path=self.index_path)
+                yield name, BundleEntry.decode(value, key=name, path=path)
 
-    def _read_many(self, pairs: Iterable[tuple[str, BundleEntry]],
-                   out: Mapping[str, np.ndarray[Any, Any]] | None) -> dict[str, np.ndarray[Any, Any]]:
-        result: dict[str, np.ndarray[Any, Any]] = {}
-        plan: list[_Planned] = []
+    def _read_many(self, pairs: Iterator[tuple[str, BundleEntry]], out: Mapping[str, np.ndarray[Any, Any]] | None,
+                   order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
+        """Read ``pairs`` as they come (see :meth:`read_many`); the result follows ``order`` if given."""
+        result: dict[str, np.ndarray[Any, Any]] = dict.fromkeys(order, _EMPTY) if order is not None else {}
         plain = not self.header.big_endian
-        volume = 0
-        files = self._files
-        last = (-1, -1)  # place of the previous planned tensor: is the plan sorted by place already?
-        ordered = True
-        for name, e in pairs:
-            dest = out.get(name) if out is not None else None
-            dt = _FIXED.get(e.dtype)
-            if dt is None or e.slices or not plain or not 0 < e.size <= _RUN_MAX:
-                result[name] = self.read(name, out=dest)
-                continue
-            shard = e.shard_id
-            if shard not in files:
-                self._file(shard, name)  # a missing data file is reported for the first name needing it
-            result[name] = _EMPTY  # keeps the order of ``names``; filled in by _read_runs
-            place = (shard, e.offset)
-            if place < last:
-                ordered = False
-            last = place
-            plan.append((shard, place[1], name, e, dt, dest))
-            volume += e.size
-        if not ordered:
-            plan.sort(key=_by_place)
-        # Threads pay off when runs are long; for tiny tensors they would only contend for the GIL.
-        self._read_runs(plan, result, parallel=volume >= _PARALLEL and volume >= len(plan) * _THREAD_MIN_AVG)
-        return result
-
-    def _read_runs(self, plan: list[_Planned], result: dict[str, np.ndarray[Any, Any]], *, parallel: bool) -> None:
-        """Read planned tensors (sorted by place) run by run of adjacent ones, and check their CRCs.
-
-        Runs are about 1 MiB, so each is checksummed while still in cache. With ``parallel``,
-        each run goes to a worker thread as soon as it is laid out, so workers read and
-        checksum (``preadv`` and ``crc32c`` release the GIL) while the next runs are prepared.
-        """
-        pending: list[tuple[LocalFile, int, Future[list[int]]]] = []
-        pool = _crc_pool() if parallel else None
-        verify = self.verify_crc
-        i, total = 0, len(plan)
+        runs = RunQueue(self, verify=self.verify_crc)
         try:
-            while i < total:
-                shard, start, first = plan[i][:3]
-                end = start
-                bufs: list[np.ndarray[Any, Any]] = []  # arrays are C-contiguous: preadv fills them as they are
-                j = i
-                while j < total and j - i < _IOV_MAX and end - start < _CHUNK:
-                    s2, off, name, e, dt, dest = plan[j]
-                    if s2 != shard or off != end:
-                        break
-                    buf = self._dest(name, e, dt, dest)
-                    bufs.append(buf)
-                    result[name] = buf
-                    end += e.size
-                    j += 1
-                f = self._file(shard, first)
-                if end > f.size:
-                    for _, _, name, e, _, _ in plan[i:j]:
-                        self._data_file(name, e, f"tensor {name!r}")  # names the first tensor past the end
-                if pool is not None:
-                    pending.append((f, i, pool.submit(_read_run, f, start, end - start, bufs, verify)))
-                else:
-                    self._verify_run(f, plan, i, _read_run(f, start, end - start, bufs, verify))
-                i = j
-            for f, a, fut in pending:
-                self._verify_run(f, plan, a, fut.result())
+            for name, e in pairs:
+                dest = out.get(name) if out is not None else None
+                dt = _FIXED.get(e.dtype)
+                if dt is None or e.slices or not plain or not 0 < e.size <= _RUN_MAX:
+                    result[name] = self._read_whole(name, e, out=dest)
+                    continue
+                buf = self._dest(name, e, dt, dest)
+                result[name] = buf
+                runs.add(e.shard_id, name, e, buf)
+            runs.finish()
         finally:
-            for _, _, fut in pending:  # never return while a worker may still write into a destination
-                if not fut.cancel():
-                    fut.exception()
-
-    def _verify_run(self, f: LocalFile, plan: list[_Planned], first: int, crcs: list[int]) -> None:
-        """Compare the (masked) CRCs computed for the run starting at ``plan[first]`` with the stored ones."""
-        for k, crc in enumerate(crcs, first):
-            e = plan[k][3]
-            if crc != e.crc32c:
-                self._check_crc(e, None, plan[k][2], f, unmask(crc))
+            runs.close()
+        return result
 
     def read(self, name: str, *, copy: bool = True, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read a whole tensor (partitioned tensors are reassembled from their slices).
@@ -548,11 +405,13 @@ class BundleReader:
         ``copy=False`` returns a read-only view of the mapped file (fixed-size dtypes);
         ``out`` reads straight into an existing array of the right dtype and shape.
         """
-        e = self.entry(name)
+        return self._read_whole(name, self.entry(name), copy=copy, out=out)
+
+    def _read_whole(self, name: str, e: BundleEntry, *, copy: bool = True,
+                    out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         if not e.slices:
             return self._read_entry(name, e, copy=copy, out=out)
-        full = TensorSlice.full(len(e.shape))
-        return self.read_slice(name, full, out=out)
+        return self.read_slice(name, TensorSlice.full(len(e.shape)), out=out)
 
     def slices(self, name: str) -> tuple[TensorSlice, ...]:
         """The stored slices of a partitioned tensor (empty for an ordinary one)."""

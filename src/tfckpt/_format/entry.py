@@ -243,21 +243,30 @@ def _remember_head(data: bytes, dtype: int, shape: tuple[int, ...]) -> None:
 
 
 def _int64_at(data: bytes, pos: int, limit: int) -> tuple[int, int] | None:
-    """A non-negative int64 varint at ``data[pos]`` and the position after it; None for anything
-    else (truncated, overlong, or negative), which the full path then reports."""
-    if pos + 3 < limit:  # up to four bytes (values below 2**28) without a loop
+    """A non-negative int64 varint at ``data[pos]`` ending by ``limit``, and the position after it;
+    None for anything else (truncated, overlong, or negative), which the full path then reports."""
+    if pos + 3 < len(data):  # up to four bytes (values below 2**28) without a loop
         b = data[pos]
         if b < 0x80:
-            return b, pos + 1
-        c = data[pos + 1]
-        if c < 0x80:
-            return (b & 0x7F) | c << 7, pos + 2
-        d = data[pos + 2]
-        if d < 0x80:
-            return (b & 0x7F) | (c & 0x7F) << 7 | d << 14, pos + 3
-        e = data[pos + 3]
-        if e < 0x80:
-            return (b & 0x7F) | (c & 0x7F) << 7 | (d & 0x7F) << 14 | e << 21, pos + 4
+            v, end = b, pos + 1
+        else:
+            c = data[pos + 1]
+            if c < 0x80:
+                v, end = (b & 0x7F) | c << 7, pos + 2
+            else:
+                d = data[pos + 2]
+                if d < 0x80:
+                    v, end = (b & 0x7F) | (c & 0x7F) << 7 | d << 14, pos + 3
+                else:
+                    e = data[pos + 3]
+                    if e >= 0x80:
+                        return _int64_slow(data, pos, limit)
+                    v, end = (b & 0x7F) | (c & 0x7F) << 7 | (d & 0x7F) << 14 | e << 21, pos + 4
+        return (v, end) if end <= limit else None
+    return _int64_slow(data, pos, limit)
+
+
+def _int64_slow(data: bytes, pos: int, limit: int) -> tuple[int, int] | None:
     try:
         v, end = decode_varint(data, pos, limit)
     except DataLossError:

@@ -296,6 +296,21 @@ def test_writer_rejects_bad_names_and_values(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("order", [["a", "b", "c"], ["c", "a", "b"], ["b", "c", "a"]])
+def test_writer_finds_duplicates_in_any_order(tmp_path: Path, order: list[str]) -> None:
+    w = tfckpt.BundleWriter(str(tmp_path / "p"))
+    for n in order:
+        w.add(n, np.float32(1))
+    for n in order:  # the last key, an earlier one, and (after unsorted adds) any
+        with pytest.raises(tfckpt.errors.InvalidArgumentError, match="duplicate"):
+            w.add(n, np.float32(2))
+        with pytest.raises(tfckpt.errors.InvalidArgumentError, match="duplicate"):
+            w.add_slice(n, [4], "0,2", np.zeros(2, np.float32))
+    w.add("d", np.float32(3))
+    w.finish()
+    assert tfckpt.read(str(tmp_path / "p")) == {"a": 1, "b": 1, "c": 1, "d": 3}
+
+
 def test_python_values_follow_numpy(tmp_path: Path) -> None:
     p = tfckpt.write({"i": 3, "f": 1.5, "s": "héllo", "b": b"\x00\xff", "l": ["a", b"b"], "t": True},
                      str(tmp_path / "c"))

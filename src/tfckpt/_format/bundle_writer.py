@@ -52,15 +52,24 @@ _MAX_WRITE = 1 << 30  # bytes per write call (Linux writes at most 0x7ffff000 by
 _PLAIN: dict[np.dtype[Any], DType] = {}
 
 
-def sort_by_name(items: list[Any]) -> None:
-    """Sort ``(name, ...)`` tuples in place by the UTF-8 bytes of their names: TensorFlow's key order.
+def sort_by_name(items: list[Any], *, pairs: bool = True) -> None:
+    """Sort ``(name, ...)`` tuples (or, with ``pairs=False``, names) in place by the UTF-8 bytes
+    of the names: TensorFlow's key order.
 
     All-ASCII names sort as strings (the same order) without encoding each one.
+
+    Example:
+        >>> names = ["b", "\u00e9", "a", "Z"]
+        >>> sort_by_name(names, pairs=False)
+        >>> names
+        ['Z', 'a', 'b', '\u00e9']
     """
-    if "".join([it[0] for it in items]).isascii():
-        items.sort(key=itemgetter(0))
-    else:
+    if "".join([it[0] for it in items] if pairs else items).isascii():
+        items.sort(key=itemgetter(0) if pairs else None)
+    elif pairs:
         items.sort(key=lambda it: it[0].encode("utf-8", "surrogateescape"))
+    else:
+        items.sort(key=lambda n: n.encode("utf-8", "surrogateescape"))
 
 
 def _bytes_of(a: np.ndarray[Any, Any]) -> memoryview:
@@ -174,15 +183,26 @@ class BundleWriter:
         self._stream_entries: list[tuple[bytes, bytes]] = []  # (key, encoded entry)
         self._stream_offset = 0
         self._items: list[_Item] = []
-        self._keys: set[bytes] = set()
+        # Keys added so far, for the duplicate check: while they come in increasing order (the
+        # usual case: callers add sorted names) only the last is needed; the set is built the
+        # first time one does not.
+        self._last_key = b""
+        self._keys: set[bytes] | None = None
         # name -> (dtype, full shape, slices added so far)
         self._partitioned: dict[str, tuple[DType, tuple[int, ...], list[TensorSlice]]] = {}
 
     def __len__(self) -> int:
         return len(self._items)
 
+    def _has_key(self, key: bytes) -> bool:
+        if self._keys is None:
+            if key > self._last_key:
+                return False
+            self._keys = {it.key for it in self._items}
+        return key in self._keys
+
     def _append(self, key: bytes, name: str, value: object, shard: int | None) -> _Item:
-        if key in self._keys:
+        if self._has_key(key):
             raise InvalidArgumentError(f"Adding duplicate key: {name!r}")
         dtype: DType | None = None
         if type(value) is np.ndarray and value.flags.c_contiguous:
@@ -199,7 +219,10 @@ class BundleWriter:
             raise InvalidArgumentError(f"tensor {name!r}: shard {shard} is not in [0, {self.num_shards})")
         nbytes = sum(map(len, arr.reshape(-1))) + 5 * arr.size if enum == _DT_STRING else arr.nbytes
         item = _Item(key, name, dtype, enum, arr, nbytes, shard)
-        self._keys.add(key)
+        if self._keys is None:
+            self._last_key = key
+        else:
+            self._keys.add(key)
         if self._streaming:
             self._stream(item)
             item.array = _EMPTY  # written: drop the reference
@@ -285,7 +308,7 @@ class BundleWriter:
         if sl.is_full(shape):
             self.add(name, arr, shard=shard)
             return
-        if name.encode("utf-8", "surrogateescape") in self._keys:
+        if self._has_key(name.encode("utf-8", "surrogateescape")):
             raise InvalidArgumentError(f"Adding duplicate key: {name!r}")
         prev = self._partitioned.get(name)
         if prev is None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import tfckpt
 from tfckpt._format import bundle_reader, runs
 from tfckpt._format.coding import FIXED32
+from tfckpt._format.entries_bulk import decode_entries
 from tfckpt._format.entry import BundleEntry
 from tfckpt._proto import checkpoint_pb2
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
@@ -264,6 +265,32 @@ def test_decode_agrees_with_protobuf(e: BundleEntry, flips: list[tuple[int, int]
     assert ref is not None, "decoded bytes protobuf rejects"
     assert not ref[7]
     assert (got.dtype, got.shape, got.shard_id, got.offset, got.size, got.crc32c, len(got.slices)) == ref[:7]
+
+
+def _mutate(good: bytes, flips: list[tuple[int, int]], cut: int, extra: bytes) -> bytes:
+    data = bytearray(good)
+    for pos, val in flips:
+        if pos < len(data):
+            data[pos] = val
+    return bytes(data[: len(data) - cut]) + extra
+
+
+def _outcome(fn: object) -> object:
+    try:
+        return fn()  # type: ignore[operator]
+    except DataLossError as err:
+        return ("error", str(err), err.key)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(entries, st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=2),
+                          st.integers(0, 3), st.binary(max_size=6), st.booleans()), min_size=32, max_size=80))
+def test_bulk_decode_agrees_with_one_by_one(batch: list[tuple[BundleEntry, list[tuple[int, int]], int, bytes,
+                                                              bool]]) -> None:
+    values = [_mutate(e.encode(), flips, cut, extra) if bad else e.encode() for e, flips, cut, extra, bad in batch]
+    names = [f"t{i}" for i in range(len(values))]
+    one_by_one = _outcome(lambda: [BundleEntry.decode(v, key=k, path="p") for v, k in zip(values, names)])
+    assert _outcome(lambda: decode_entries(values, names, "p")) == one_by_one
 
 
 def test_decode_non_canonical_layouts() -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 from typing import Any
 
 import numpy as np
 
 from tfckpt._format.coding import crc32c, unmask
+from tfckpt._format.entries_bulk import decode_entries
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader
 from tfckpt._format.runs import RunQueue, readinto_crc
 from tfckpt._format.slices import TensorSlice, encode_slice_key
@@ -38,6 +40,7 @@ _CONSUMER = 1
 
 _RUN_MAX = 8 << 20  # read_many reads tensors up to this size in runs (a bigger one is split in parallel parts)
 _BULK = 64  # from this many names not yet decoded, look them up with one walk of the index
+_DECODE_BATCH = 4096  # entries decoded together while reading many tensors
 
 
 _EMPTY: np.ndarray[Any, Any] = np.empty(0)
@@ -333,8 +336,9 @@ class BundleReader:
         got = {n: e for n in wanted if (e := cache.get(n)) is not None} if cache else {}
         todo = [n for n in wanted if n not in got] if got else wanted
         if len(todo) >= _BULK:
-            path = self.index_path
-            found = {n: BundleEntry.decode(v, key=n, path=path) for n, v in self._raw_of(todo).items()}
+            raw = self._raw_of(todo)
+            names = list(raw)
+            found = dict(zip(names, decode_entries(list(raw.values()), names, self.index_path)))
             cache.update(found)
             got.update(found)
             return got
@@ -366,17 +370,19 @@ class BundleReader:
                     self._lookup(n)  # raises TensorNotFoundError
         if cache:
             yield from ((n, e) for n in wanted if (e := cache.get(n)) is not None)
-        path = self.index_path
-        for n, v in raw.items():
-            yield n, BundleEntry.decode(v, key=n, path=path)
+        yield from self._decoded(iter(raw.items()))
 
     def _every_entry(self) -> Iterator[tuple[str, BundleEntry]]:
         """(name, entry) of every tensor in key order, straight from the index (nothing cached)."""
+        yield from self._decoded((key.decode("utf-8", "surrogateescape"), value)
+                                 for key, value in self._table.items() if key and key[0] != 0)
+
+    def _decoded(self, raw: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, BundleEntry]]:
+        """(name, decoded entry) of each (name, undecoded entry), decoded a batch at a time."""
         path = self.index_path
-        for key, value in self._table.items():
-            if key and key[0] != 0:
-                name = key.decode("utf-8", "surrogateescape")
-                yield name, BundleEntry.decode(value, key=name, path=path)
+        while batch := list(islice(raw, _DECODE_BATCH)):
+            names = [n for n, _ in batch]
+            yield from zip(names, decode_entries([v for _, v in batch], names, path))
 
     def _read_many(self, pairs: Iterator[tuple[str, BundleEntry]], out: Mapping[str, np.ndarray[Any, Any]] | None,
                    order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:

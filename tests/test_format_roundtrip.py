@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import ml_dtypes
@@ -376,3 +377,25 @@ def test_debug_string_format(tmp_path: Path) -> None:
     p = tfckpt.write({"v0": np.zeros((2, 3), np.float32), "v1": np.zeros((3, 2, 1), np.float32),
                       "s": np.float16(1)}, str(tmp_path / "c"))
     assert tfckpt.CheckpointReader(p).debug_string() == b"s (DT_HALF) []\nv0 (DT_FLOAT) [2,3]\nv1 (DT_FLOAT) [3,2,1]\n"
+
+
+def test_short_writev_resumes_inside_a_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    state: dict[str, object] = {f"t{i:03d}": rng.random(int(rng.integers(0, 40))) for i in range(150)}
+    state.update({"bf": rng.random((3, 5)).astype(ml_dtypes.bfloat16), "s": np.float32(2.5),
+                  "words": np.array([b"ab", b"", b"xyz"], dtype=object), "empty": np.zeros((0, 3))})
+    whole = tfckpt.write(state, str(tmp_path / "whole"))
+    real = os.writev
+    calls = []
+
+    def short(fd: int, bufs: list[object]) -> int:  # stores a third of what it is given (at least a byte)
+        data = b"".join(bytes(memoryview(b)) for b in bufs)  # type: ignore[arg-type]
+        calls.append(len(bufs))
+        return os.write(fd, data[: max(1, len(data) // 3)])
+
+    monkeypatch.setattr(os, "writev", short)
+    parts = tfckpt.write(state, str(tmp_path / "parts"))
+    monkeypatch.setattr(os, "writev", real)
+    assert len(calls) > 3
+    for suffix in (".index", ".data-00000-of-00001"):
+        assert Path(parts + suffix).read_bytes() == Path(whole + suffix).read_bytes()

@@ -31,7 +31,8 @@ import numpy as np
 
 from tfckpt._convert import to_array
 from tfckpt._format.coding import crc32c, mask, masked_crcs
-from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader, encode_entry
+from tfckpt._format.entries_bulk import encode_tails
+from tfckpt._format.entry import _ENTRY_HEADS, HEADER_KEY, BundleEntry, BundleHeader, encode_entry, entry_head
 from tfckpt._format.slices import TensorSlice, encode_slice_key, parse_shape_and_slice
 from tfckpt._format.strings import encode_strings
 from tfckpt._format.table import TableWriter
@@ -45,6 +46,7 @@ __all__ = ["BundleWriter", "data_filename", "index_filename", "sort_by_name"]
 _BATCH = 8 << 20  # tensors are gathered into writes of about this many bytes
 _PIPELINE = 1 << 20  # from this size on a batch's CRCs are computed in a thread while it is written
 _IOV_MAX = 512  # buffers per writev (POSIX guarantees at least 16; Linux allows 1024)
+_BULK_ENCODE = 64  # from this many tensors in a batch, their entries are encoded with numpy
 _MAX_WRITE = 1 << 30  # bytes per write call (Linux writes at most 0x7ffff000 bytes per call)
 
 
@@ -72,39 +74,46 @@ def sort_by_name(items: list[Any], *, pairs: bool = True) -> None:
         items.sort(key=lambda n: n.encode("utf-8", "surrogateescape"))
 
 
-def _bytes_of(a: np.ndarray[Any, Any]) -> memoryview:
-    """The bytes of the C-contiguous array ``a``, without a copy."""
-    if a.dtype.isbuiltin == 1 and a.size:  # numpy's own dtypes export a buffer: the cheap way
-        return a.data.cast("B")
-    return a.reshape(-1).view(np.uint8).data  # bfloat16, float8, int4 (ml_dtypes) and the like
+def _bytes_of(a: np.ndarray[Any, Any]) -> Any:
+    """A buffer of the bytes of the C-contiguous array ``a``, without a copy: the array itself
+    for numpy's own dtypes (``os.writev`` and ``crc32c`` take it as it is), a ``uint8`` view for
+    the others (bfloat16, float8, int4 from ml_dtypes), which export no buffer."""
+    return a if a.dtype.isbuiltin == 1 else a.reshape(-1).view(np.uint8)
 
 
-def _write_views(f: Any, views: list[bytes | memoryview]) -> None:
-    """Write every byte of ``views`` to the unbuffered file ``f``, resuming after short writes.
+def _byte_view(v: Any) -> memoryview:
+    """``v`` (bytes or a buffer from :func:`_bytes_of`) as a memoryview of bytes, to slice by byte."""
+    return memoryview(v) if isinstance(v, (bytes, bytearray, memoryview)) else v.reshape(-1).view(np.uint8).data
+
+
+def _write_views(f: Any, views: list[Any], sizes: list[int]) -> None:
+    """Write every byte of ``views`` (buffers of ``sizes`` bytes) to the unbuffered file ``f``,
+    resuming after short writes.
 
     A plain ``io.FileIO`` gets one ``writev`` per batch; any other file object
     (a wrapper, a test double) gets one ``write`` per view.
     """
     if type(f) is io.FileIO and len(views) > 1 and hasattr(os, "writev"):
         fd = f.fileno()
-        pending: list[bytes | memoryview] = [v for v in views if len(v)]
+        pending = [(v, k) for v, k in zip(views, sizes) if k]
+        bufs = [v for v, _ in pending]
         i = 0
-        while i < len(pending):
-            n = os.writev(fd, pending[i : i + _IOV_MAX])
+        while i < len(bufs):
+            n = os.writev(fd, bufs[i : i + _IOV_MAX])
             if n <= 0:
                 raise OSError(errno.EIO, "write made no progress")
             while n:
-                first = len(pending[i])
+                first = pending[i][1]
                 if n >= first:
                     n -= first
                     i += 1
                 else:  # a short write: resume inside this buffer
-                    pending[i] = memoryview(pending[i])[n:]
+                    bufs[i] = _byte_view(bufs[i])[n:]
+                    pending[i] = (bufs[i], first - n)
                     n = 0
         return
-    for v in views:
-        mv = memoryview(v)
-        total = len(mv)
+    for v, total in zip(views, sizes):
+        mv = _byte_view(v)
         done = 0
         while done < total:
             n = f.write(mv[done : done + _MAX_WRITE])
@@ -243,18 +252,19 @@ class BundleWriter:
 
     def _stream(self, it: _Item) -> None:
         self._open_stream()
-        view: bytes | memoryview
+        view: Any
         if it.enum == _DT_STRING:
             view, crc = encode_strings(list(it.array.reshape(-1)))
+            size = len(view)
         else:
             view = _bytes_of(it.array)
             crc = mask(crc32c(view))
+            size = it.array.nbytes
         try:
-            _write_views(self._stream_file, [view])
+            _write_views(self._stream_file, [view], [size])
         except OSError as e:
             self.abort()
             raise os_error(e, self._stream_tmp or "", "cannot write") from None
-        size = len(view)
         self._stream_entries.append(
             (it.key, encode_entry(it.enum, it.array.shape, 0, self._stream_offset, size, crc)))
         self._stream_offset += size
@@ -359,7 +369,8 @@ class BundleWriter:
         """
         entries: list[tuple[bytes, bytes]] = []  # (key, encoded entry)
         offset = 0
-        batch: list[tuple[_Item, bytes | memoryview, int | None]] = []
+        batch: list[tuple[_Item, Any, int | None]] = []  # item, buffer of its bytes, CRC if known
+        sizes: list[int] = []  # of the batch's buffers
         batch_bytes = 0
         pool: ThreadPoolExecutor | None = None
         try:
@@ -380,35 +391,45 @@ class BundleWriter:
             else:
                 crcs = masked_crcs(todo)
             try:
-                _write_views(f, views)
+                _write_views(f, views, sizes)
             finally:
                 if fut is not None:
                     crcs = fut.result()
             assert crcs is not None
-            it_crc = iter(crcs)
-            add = entries.append
-            for it, v, c in batch:
-                size = len(v)
-                add((it.key, encode_entry(it.enum, it.array.shape, shard, offset, size,
-                                          next(it_crc) if c is None else c)))
-                offset += size
+            if len(todo) < len(batch):  # strings: their CRCs were computed while encoding them
+                it_crc = iter(crcs)
+                crcs = [next(it_crc) if c is None else c for _, _, c in batch]
+            if len(batch) >= _BULK_ENCODE:
+                heads = [_ENTRY_HEADS.get((it.enum, it.array.shape)) or entry_head(it.enum, it.array.shape)
+                         for it, _, _ in batch]
+                entries.extend(zip([it.key for it, _, _ in batch],
+                                   map(bytes.__add__, heads, encode_tails(shard, offset, sizes, crcs))))
+            else:
+                pos = offset
+                for (it, _, _), size, crc in zip(batch, sizes, crcs):
+                    entries.append((it.key, encode_entry(it.enum, it.array.shape, shard, pos, size, crc)))
+                    pos += size
+            offset += batch_bytes
             batch.clear()
+            sizes.clear()
             batch_bytes = 0
 
         try:
             with f:
                 for it in items:
-                    view: bytes | memoryview
+                    view: Any
                     crc: int | None
                     if it.enum == _DT_STRING:
                         view, crc = encode_strings(list(it.array.reshape(-1)))
+                        size = len(view)
                     else:
                         view = _bytes_of(it.array)
                         crc = None
-                    size = len(view)
+                        size = it.nbytes
                     if size >= _BATCH and batch:
                         flush()
                     batch.append((it, view, crc))
+                    sizes.append(size)
                     batch_bytes += size
                     if batch_bytes >= _BATCH or len(batch) >= _IOV_MAX:
                         flush()

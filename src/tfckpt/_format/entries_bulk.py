@@ -1,11 +1,12 @@
-"""Decoding many index entries at once.
+"""Encoding and decoding many index entries at once.
 
 A big index is mostly entries TensorFlow wrote field by field in one layout: a head
 (``dtype`` and ``shape``, the same bytes for every tensor of a given kind) then
 ``shard_id``, ``offset``, ``size`` and ``crc32c``. :func:`decode_entries` looks each head
 up once and parses the tails of a whole batch with numpy; entries in any other layout
 (and any malformed one) go through :meth:`BundleEntry.decode`, which gives the same
-result or raises the same error.
+result or raises the same error. :func:`encode_tails` writes the tails of a batch of
+entries saved one after another, byte for byte as :func:`encode_entry` does.
 
 Example:
     >>> es = [BundleEntry(1, (i % 3, 2), 0, 8 * i, 24, i) for i in range(100)]
@@ -18,16 +19,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfckpt._format.coding import encode_varint
 from tfckpt._format.entry import _HEADS, _KNOWN_DTYPES, BundleEntry, _parse_head
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import InvalidArgumentError
 
-__all__ = ["decode_entries"]
+__all__ = ["decode_entries", "encode_tails"]
 
 _MIN_BATCH = 32  # below this, one at a time is as fast
 _SHIFTS = (7 * np.arange(10)).astype(np.uint64)
 _TEN = np.arange(10)
 _FOUR = np.arange(1, 5)
+_WIDTH = 32  # longest tail: shard (1 + 3), offset and size (1 + 9 each), crc32c (1 + 4)
+_POW7 = np.array([1 << (7 * k) for k in range(1, 9)], np.uint64)
 _new = tuple.__new__
 
 
@@ -109,3 +113,46 @@ def decode_entries(values: list[bytes], names: list[str], path: str) -> list[Bun
     return [_new(BundleEntry, (s[0], s[1], a, b, c, d, ())) if k else BundleEntry.decode(v, key=nm, path=path)  # type: ignore[index]
             for k, s, a, b, c, d, v, nm in zip(ok.tolist(), specs, shard.tolist(), fields[0].tolist(),
                                                fields[1].tolist(), crc.tolist(), values, names)]
+
+
+def encode_tails(shard: int, start: int, sizes: list[int], crcs: list[int]) -> list[bytes]:
+    """The encoded ``shard_id``, ``offset``, ``size`` and ``crc32c`` fields of entries whose data
+    lie one after another from ``start`` in data shard ``shard`` (zero fields are left out, as
+    protobuf does); ``entry_head(dtype, shape) + tail`` is the whole entry.
+
+    Example:
+        >>> from tfckpt._format.entry import encode_entry, entry_head
+        >>> tails = encode_tails(0, 0, [8, 300], [7, 0])
+        >>> entry_head(1, (2,)) + tails[0] == encode_entry(1, (2,), 0, 0, 8, 7)
+        True
+        >>> tails[1] == encode_entry(1, (75,), 0, 8, 300, 0)[len(entry_head(1, (75,))):]
+        True
+    """
+    n = len(sizes)
+    size = np.array(sizes, np.uint64)
+    offset = np.cumsum(size, dtype=np.uint64) - size + np.uint64(start)
+    m = np.zeros((n, _WIDTH), np.uint8)
+    cur = np.zeros(n, np.int64)
+    if shard:
+        prefix = b"\x18" + encode_varint(shard)
+        m[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
+        cur += len(prefix)
+    rows = np.arange(n)
+    for tag, v in ((0x20, offset), (0x28, size)):
+        present = v != 0
+        length = 1 + (v[:, None] >= _POW7).sum(axis=1)
+        r, c = rows[present], cur[present]
+        m[r, c] = tag
+        for j in range(int(length.max(initial=0))):
+            sel = present & (length > j)
+            byte = (v >> np.uint64(7 * j)) & np.uint64(0x7F) | np.where(length > j + 1, np.uint64(0x80), np.uint64(0))
+            m[rows[sel], cur[sel] + 1 + j] = byte[sel]
+        cur += present * (1 + length)
+    crc = np.array(crcs, np.uint32)
+    present = crc != 0
+    r, c = rows[present], cur[present]
+    m[r, c] = 0x35
+    m[r[:, None], c[:, None] + _FOUR] = crc[present].astype("<u4").view(np.uint8).reshape(-1, 4)
+    cur += 5 * present
+    blob = m.tobytes()
+    return [blob[a : a + k] for a, k in zip(range(0, n * _WIDTH, _WIDTH), cur.tolist())]

@@ -26,7 +26,7 @@ from tfckpt._proto import checkpoint_pb2
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import DataLossError, InvalidArgumentError
 
-__all__ = ["HEADER_KEY", "BundleEntry", "BundleHeader", "encode_entry", "encode_shape", "validate_slices"]
+__all__ = ["HEADER_KEY", "BundleEntry", "BundleHeader", "encode_entry", "encode_shape", "entry_head", "validate_slices"]
 
 HEADER_KEY = b""
 # Checks shapes against this many elements before anything is allocated.
@@ -59,6 +59,17 @@ def encode_shape(shape: tuple[int, ...]) -> bytes:
 _ENTRY_HEADS: dict[tuple[int, tuple[int, ...]], bytes] = {}
 
 
+def entry_head(dtype: int, shape: tuple[int, ...]) -> bytes:
+    """The first two fields (``dtype``, ``shape``) of an encoded entry, shared by every tensor of that kind."""
+    head = _ENTRY_HEADS.get((dtype, shape))
+    if head is None:
+        shp = encode_shape(shape)
+        head = (b"\x08" + encode_varint(dtype) if dtype else b"") + b"\x12" + encode_varint(len(shp)) + shp
+        if len(_ENTRY_HEADS) < 4096:
+            _ENTRY_HEADS[(dtype, shape)] = head
+    return head
+
+
 def encode_entry(dtype: int, shape: tuple[int, ...], shard: int, offset: int, size: int, crc: int) -> bytes:
     """A serialized ``BundleEntryProto`` without slices, byte for byte as protobuf writes it.
 
@@ -66,12 +77,7 @@ def encode_entry(dtype: int, shape: tuple[int, ...], shard: int, offset: int, si
         >>> encode_entry(1, (2,), 0, 0, 8, 0x35E53C59).hex()
         '0801120412020802280835593ce535'
     """
-    head = _ENTRY_HEADS.get((dtype, shape))
-    if head is None:
-        shp = encode_shape(shape)
-        head = (b"\x08" + encode_varint(dtype) if dtype else b"") + b"\x12" + encode_varint(len(shp)) + shp
-        if len(_ENTRY_HEADS) < 4096:
-            _ENTRY_HEADS[(dtype, shape)] = head
+    head = _ENTRY_HEADS.get((dtype, shape)) or entry_head(dtype, shape)
     tail = b""
     if shard:
         tail = b"\x18" + encode_varint(shard)

@@ -172,9 +172,11 @@ def test_table_roundtrip(items: dict[bytes, bytes], block_size: int, interval: i
     assert bulk.finish() == data
     t = TableReader(data)
     assert list(t.items()) == sorted(items.items())
+    assert not t._cache  # a walk holds one block at a time
     for k, v in items.items():
         assert t.get(k) == v
     assert t.get(b"\xff" * 41) is None
+    assert list(t.items()) == sorted(items.items())  # cached blocks serve walks too
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=30)

@@ -358,7 +358,8 @@ class TableReader:
             offset=offset,
         )
 
-    def _block(self, i: int) -> tuple[list[bytes], list[bytes]]:
+    def _block(self, i: int, *, keep: bool = True) -> tuple[list[bytes], list[bytes]]:
+        """Keys and values of data block ``i``, decoded and checked (and cached if ``keep``)."""
         blk = self._cache.get(i)
         if blk is None:
             off, size = self._handles[i]
@@ -370,9 +371,10 @@ class TableReader:
                 raise DataLossError(e.message, path=self._path, offset=off) from None
             blk = ([k for k, _ in entries], [v for _, v in entries])
             self._check_order(i, blk[0], off)
-            if len(self._cache) > 64:
-                self._cache.clear()
-            self._cache[i] = blk
+            if keep:
+                if len(self._cache) > 64:
+                    self._cache.clear()
+                self._cache[i] = blk
         return blk
 
     def _check_order(self, i: int, keys: list[bytes], offset: int) -> None:
@@ -414,6 +416,7 @@ class TableReader:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every entry in key order (each block's keys are checked to increase and to lie in its
-        index range, and the index keys to increase: so keys increase across blocks too)."""
+        index range, and the index keys to increase: so keys increase across blocks too).
+        Blocks decoded for a walk are not cached: a walk of a big table holds one at a time."""
         for i in range(len(self._handles)):
-            yield from zip(*self._block(i))
+            yield from zip(*self._block(i, keep=False))

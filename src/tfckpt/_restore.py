@@ -127,7 +127,7 @@ def _inplace_targets(entries: list[Entry], keys: list[str], leaves: list[object]
     bytes can be read straight into their target (same dtype and shape, plain CPU memory)."""
     out: dict[int, np.ndarray[Any, Any]] = {}
     taken: set[str] = set()
-    numpy_of: dict[DType, np.dtype[Any] | None] = {}  # stored dtype -> numpy dtype read in place (None: not)
+    numpy_of: dict[int, np.dtype[Any] | None] = {}  # id(stored dtype) -> numpy dtype read in place (None: not)
     for i, (e, key, leaf) in enumerate(zip(entries, keys, leaves)):
         if leaf is None or e.expand or e.slice_info is not None or key in taken:
             continue
@@ -141,9 +141,9 @@ def _inplace_targets(entries: list[Entry], keys: list[str], leaves: list[object]
         if buf is None:
             continue
         stored, shape = specs[key]
-        if stored not in numpy_of:
-            numpy_of[stored] = stored.numpy_dtype if stored.is_fixed_size else None
-        npd = numpy_of[stored]
+        npd = numpy_of.get(id(stored), False)  # (keyed by identity: DType hashes in Python)
+        if npd is False:
+            npd = numpy_of[id(stored)] = stored.numpy_dtype if stored.is_fixed_size else None
         if npd is None or buf.shape != shape or buf.dtype != npd:  # (a dtype equals None when it is float64)
             continue
         out[i] = buf
@@ -167,7 +167,7 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
     dtype_errors = []
     for key, (want, _) in zip(keys, leaf_specs):
         stored = specs[key][0]
-        if want is not None and want != stored:
+        if want is not None and want is not stored and want != stored:
             dtype_errors.append(f"tensor_name = {key}; expected dtype {_state.tf_type_string(want)} does not "
                                 f"equal original dtype {_state.tf_type_string(stored)}")
     if dtype_errors:

@@ -293,6 +293,18 @@ def test_bulk_decode_agrees_with_one_by_one(batch: list[tuple[BundleEntry, list[
     assert _outcome(lambda: decode_entries(values, names, "p")) == one_by_one
 
 
+def test_bulk_decode_of_truncated_heads() -> None:
+    es = [BundleEntry(1, (i, 7, 300), 0, 0, 0, 0) for i in range(40)]  # no tail fields: the head is everything
+    values = [e.encode() for e in es]
+    for cut in range(1, len(values[5]) - 3):
+        batch = [*values[:5], values[5][:-cut], *values[6:]]
+        names = [f"t{i}" for i in range(len(batch))]
+        one_by_one = _outcome(lambda: [BundleEntry.decode(v, key=k, path="p") for v, k in zip(batch, names)])
+        assert one_by_one[0] == "error"  # type: ignore[index]
+        assert _outcome(lambda: decode_entries(batch, names, "p")) == one_by_one
+    assert decode_entries(values, [str(i) for i in range(40)], "p") == es
+
+
 def test_decode_non_canonical_layouts() -> None:
     e = BundleEntry(1, (3,), 0, 12, 12, 99)
     canon = e.encode()

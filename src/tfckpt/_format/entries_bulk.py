@@ -35,13 +35,15 @@ _POW7 = np.array([1 << (7 * k) for k in range(1, 9)], np.uint64)
 _new = tuple.__new__
 
 
-def _head(h: bytes, local: dict[bytes, tuple[int, tuple[int, ...]] | None]) -> tuple[int, tuple[int, ...]] | None:
-    """(dtype, shape) of a head not in the shared cache; None sends its entry down the full path."""
+def _head(h: bytes, entry: bytes,
+          local: dict[bytes, tuple[int, tuple[int, ...]] | None]) -> tuple[int, tuple[int, ...]] | None:
+    """(dtype, shape) of head ``h`` of ``entry``, not in the shared cache; None sends the entry
+    down the full path."""
     if h in local:
         return local[h]
     spec = None
     if len(h) >= 4 and h[3] < 0x80 and h[1] < 0x80:
-        spec = _parse_head(h, 4 + h[3])
+        spec = _parse_head(entry, 4 + h[3])  # (the whole entry: its varints are read without bounds checks)
         if spec is None and h[0] == 8 and h[1] not in _KNOWN_DTYPES:
             try:
                 dtype_from_enum(h[1])
@@ -49,7 +51,7 @@ def _head(h: bytes, local: dict[bytes, tuple[int, tuple[int, ...]] | None]) -> t
                 pass  # the full path reports the unknown dtype
             else:
                 _KNOWN_DTYPES.add(h[1])
-                spec = _parse_head(h, 4 + h[3])
+                spec = _parse_head(entry, 4 + h[3])
     local[h] = spec
     return spec
 
@@ -83,7 +85,7 @@ def decode_entries(values: list[bytes], names: list[str], path: str) -> list[Bun
     local: dict[bytes, tuple[int, tuple[int, ...]] | None] = {}
     for i, s in enumerate(specs):
         if s is None:
-            specs[i] = _head(heads[i], local)
+            specs[i] = _head(heads[i], values[i], local)
     lens = np.fromiter(map(len, values), np.int64, n)
     ends = np.cumsum(lens)
     pos = ends - lens + np.fromiter(map(len, heads), np.int64, n)

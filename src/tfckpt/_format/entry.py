@@ -299,10 +299,18 @@ def _parse_head(data: bytes, end: int) -> tuple[int, tuple[int, ...]] | None:
         if pos < stop:  # an absent size is a zero dimension
             if data[pos] != 8:
                 return None
-            got = _int64_at(data, pos + 1, stop)
-            if got is None or got[1] != stop:
-                return None
-            v, pos = got
+            k = stop - pos  # the tag and the varint
+            b = data[pos + 1] if k > 1 else 0x80
+            if k == 2 and b < 0x80:
+                v = b
+            elif k == 3 and b >= 0x80 and (c := data[pos + 2]) < 0x80:
+                v = (b & 0x7F) | c << 7
+            else:
+                got = _int64_at(data, pos + 1, stop)
+                if got is None or got[1] != stop:
+                    return None
+                v = got[0]
+            pos = stop
         dims.append(v)
         count *= v
         if count > MAX_ELEMENTS:

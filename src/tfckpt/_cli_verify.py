@@ -103,13 +103,13 @@ def _table_entries(data: bytes, path: str, rep: Report) -> list[tuple[bytes, byt
     prev: bytes | None = None
     for i in range(t.num_blocks):
         try:
-            keys, values = t._block(i)
+            keys, values = t.block(i)
         except CheckpointError as e:
             rep.add(e, path)
             continue
         for k, v in zip(keys, values):
             if prev is not None and k <= prev:
-                rep.add(f"keys out of order in data block {i} (key {k!r})", path, offset=t._handles[i][0])
+                rep.add(f"keys out of order in data block {i} (key {k!r})", path, offset=t.block_offset(i))
             prev = k
             out.append((k, v))
     return out

@@ -395,6 +395,19 @@ class TableReader:
     def num_blocks(self) -> int:
         return len(self._handles)
 
+    def block(self, i: int) -> tuple[list[bytes], list[bytes]]:
+        """Keys and values of data block ``i`` alone (for tools that check a table block by block).
+
+        Raises:
+            DataLossError: the block is corrupt (checksum, encoding, or keys out of order or
+                outside the range the index gives them).
+        """
+        return self._block(i, keep=False)
+
+    def block_offset(self, i: int) -> int:
+        """Where data block ``i`` starts in the file."""
+        return self._handles[i][0]
+
     def get(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or None."""
         i = bisect.bisect_left(self._index_keys, key)

@@ -13,7 +13,8 @@ import pytest
 
 import tfckpt
 from tfckpt import errors
-from tfckpt._graph_builder import GRAPH_PRODUCER, op_def
+from tfckpt._graph_builder import GRAPH_PRODUCER
+from tfckpt._op_registry import op_def
 from tfckpt._proto import meta_graph_pb2
 from tfckpt.meta_graph import (
     MetaGraph,

@@ -299,9 +299,9 @@ def test_bulk_decode_of_truncated_heads() -> None:
     for cut in range(1, len(values[5]) - 3):
         batch = [*values[:5], values[5][:-cut], *values[6:]]
         names = [f"t{i}" for i in range(len(batch))]
-        one_by_one = _outcome(lambda: [BundleEntry.decode(v, key=k, path="p") for v, k in zip(batch, names)])
+        one_by_one = _outcome(lambda b=batch, n=names: [BundleEntry.decode(v, key=k, path="p") for v, k in zip(b, n)])
         assert one_by_one[0] == "error"  # type: ignore[index]
-        assert _outcome(lambda: decode_entries(batch, names, "p")) == one_by_one
+        assert _outcome(lambda b=batch, n=names: decode_entries(b, n, "p")) == one_by_one
     assert decode_entries(values, [str(i) for i in range(40)], "p") == es
 
 

@@ -18,17 +18,17 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tfckpt._format.slices import parse_shape_and_slice
+from tfckpt._op_registry import op_defs
 from tfckpt._proto import meta_graph_pb2, tensor_pb2
 from tfckpt.dtypes import DType, as_dtype
 from tfckpt.errors import InvalidArgumentError, UnimplementedError
 
-__all__ = ["GRAPH_PRODUCER", "VariableSpec", "build_meta_graph_def", "op_def"]
+__all__ = ["GRAPH_PRODUCER", "VariableSpec", "build_meta_graph_def"]
 
 #: ``GraphDef.versions.producer`` written by TensorFlow 2.21 (the graphs use no op it deprecates).
 GRAPH_PRODUCER = 2474
@@ -115,7 +115,7 @@ class VariableSpec:
 
 
 # ----------------------------------------------------------------------------------------------
-# Attr values and op definitions (TensorFlow's registry, descriptions stripped)
+# Attr values
 
 
 def _a_type(dt: int) -> _AttrValue:
@@ -134,119 +134,6 @@ def _a_types(dts: Iterable[int]) -> _AttrValue:
     a = _AttrValue()
     a.list.type.extend(dts)  # type: ignore[arg-type]
     return a
-
-
-# TensorFlow's op registry entries for the ops tfckpt writes. Args: ``name:type`` where type is a
-# dtype (``string``...) or a type attr, ``N*`` a number attr, ``[attr]`` a type-list attr and a
-# trailing ``&`` a ref; attrs ``name:kind[=default][>=minimum]``; flags ``stateful`` / ``uninit``.
-_OP_TABLE: dict[str, tuple[str, str, str, str]] = {
-    "Assign": ("ref:T&, value:T", "output_ref:T&", "T:type, validate_shape:bool=true, use_locking:bool=true", "uninit"),
-    "Const": ("", "output:dtype", "value:tensor, dtype:type", ""),
-    "Identity": ("input:T", "output:T", "T:type", ""),
-    "MergeV2Checkpoints": (
-        "checkpoint_prefixes:string, destination_prefix:string",
-        "",
-        "delete_old_dirs:bool=true, allow_missing_files:bool=false",
-        "stateful",
-    ),
-    "NoOp": ("", "", "", ""),
-    "Pack": ("values:N*T", "output:T", "N:int>=1, T:type, axis:int=0", ""),
-    "PlaceholderWithDefault": ("input:dtype", "output:dtype", "dtype:type, shape:shape", ""),
-    "RestoreV2": (
-        "prefix:string, tensor_names:string, shape_and_slices:string",
-        "tensors:[dtypes]",
-        "dtypes:list(type)>=1",
-        "stateful",
-    ),
-    "SaveSlices": (
-        "filename:string, tensor_names:string, shapes_and_slices:string, data:[T]",
-        "",
-        "T:list(type)>=1",
-        "stateful",
-    ),
-    "SaveV2": (
-        "prefix:string, tensor_names:string, shape_and_slices:string, tensors:[dtypes]",
-        "",
-        "dtypes:list(type)>=1",
-        "stateful",
-    ),
-    "Select": ("condition:bool, t:T, e:T", "output:T", "T:type", ""),
-    "ShardedFilename": ("basename:string, shard:int32, num_shards:int32", "filename:string", "", ""),
-    "ShardedFilespec": ("basename:string, num_shards:int32", "filename:string", "", ""),
-    "StaticRegexFullMatch": ("input:string", "output:bool", "pattern:string", ""),
-    "StringJoin": ("inputs:N*string", "output:string", "N:int>=0, separator:string=", ""),
-    "VariableV2": ("", "ref:dtype&", "shape:shape, dtype:type, container:string=, shared_name:string=", "stateful"),
-}
-_DTYPES = {"string": _STRING, "int32": _INT32, "bool": _BOOL}
-
-
-def _parse_args(text: str) -> list[_OpDef.ArgDef]:
-    out = []
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        name, typ = item.split(":")
-        arg = _OpDef.ArgDef(name=name, is_ref=typ.endswith("&"))
-        typ = typ.rstrip("&")
-        if "*" in typ:
-            arg.number_attr, typ = typ.split("*")
-        if typ.startswith("["):
-            arg.type_list_attr = typ.strip("[]")
-        elif typ in _DTYPES:
-            arg.type = _DTYPES[typ]  # type: ignore[assignment]
-        else:
-            arg.type_attr = typ
-        out.append(arg)
-    return out
-
-
-def _parse_attrs(text: str) -> list[_OpDef.AttrDef]:
-    out = []
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        name, kind = item.split(":")
-        kind, _, minimum = kind.partition(">=")
-        kind, has_default, default = kind.partition("=")
-        a = _OpDef.AttrDef(name=name, type=kind)
-        if has_default:
-            dv = a.default_value
-            if kind == "bool":
-                dv.b = default == "true"
-            elif kind == "int":
-                dv.i = int(default)
-            else:
-                dv.s = default.encode()
-        if minimum:
-            a.has_minimum = True
-            a.minimum = int(minimum)
-        out.append(a)
-    return out
-
-
-@functools.cache
-def _op_defs() -> dict[str, _OpDef]:
-    return {
-        name: _OpDef(
-            name=name,
-            input_arg=_parse_args(ins),
-            output_arg=_parse_args(outs),
-            attr=_parse_attrs(attrs),
-            is_stateful=flags == "stateful",
-            allows_uninitialized_input=flags == "uninit",
-        )
-        for name, (ins, outs, attrs, flags) in _OP_TABLE.items()
-    }
-
-
-def op_def(name: str) -> _OpDef:
-    """A copy of the ``OpDef`` tfckpt writes for op ``name`` (one of the ops its graphs use).
-
-    Raises:
-        UnimplementedError: tfckpt never writes that op.
-    """
-    d = _op_defs().get(name)
-    if d is None:
-        raise UnimplementedError(f"tfckpt writes no {name!r} op")
-    out = _OpDef()
-    out.CopyFrom(d)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -533,7 +420,7 @@ def _saver(g: _Graph, vars_: Sequence[_Var], sharded: bool, version: int, filena
 
 
 def _strip_default_attrs(graph: meta_graph_pb2.GraphDef) -> None:
-    defs = _op_defs()
+    defs = op_defs()
     for node in graph.node:
         for a in defs[node.op].attr:
             if a.HasField("default_value") and a.name in node.attr and node.attr[a.name] == a.default_value:
@@ -580,7 +467,7 @@ def build_meta_graph_def(
         _strip_default_attrs(graph)
     mg.graph_def.CopyFrom(graph)
     info = mg.meta_info_def
-    defs = _op_defs()
+    defs = op_defs()
     info.stripped_op_list.op.extend(defs[name] for name in sorted({n.op for n in graph.node}))
     info.stripped_default_attrs = bool(strip_default_attrs)
     return mg

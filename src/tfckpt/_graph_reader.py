@@ -17,14 +17,27 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import message as _message
 from google.protobuf import text_format
 
-from tfckpt._proto import meta_graph_pb2, tensor_pb2
-from tfckpt.dtypes import DType, dtype_from_enum
+from tfckpt._graph_values import (
+    MetaInfo,
+    Operation,
+    SaveSliceInfo,
+    SignatureInfo,
+    TensorInfo,
+    VariableInfo,
+    attr_value,
+    dtype_or_none,
+    op_name,
+    output_index,
+    shape_of,
+    string_const,
+)
+from tfckpt._proto import meta_graph_pb2
+from tfckpt.dtypes import DType
 from tfckpt.errors import DataLossError, InvalidArgumentError, TensorNotFoundError, UnimplementedError
 
 __all__ = [
@@ -57,178 +70,6 @@ VARIABLE_COLLECTIONS = frozenset(
 )
 
 
-def _dtype(enum: int) -> DType | None:
-    try:
-        return dtype_from_enum(enum) if enum else None
-    except InvalidArgumentError:
-        return None
-
-
-def _shape(p: tensor_pb2.TensorShapeProto) -> tuple[int | None, ...] | None:
-    if p.unknown_rank:
-        return None
-    return tuple(None if d.size < 0 else int(d.size) for d in p.dim)
-
-
-def _op_name(tensor_or_input: str) -> str:
-    """``"^a"``, ``"a:1"``, ``"a"`` -> ``"a"``."""
-    name = tensor_or_input.lstrip("^")
-    head, sep, tail = name.rpartition(":")
-    return head if sep and tail.isdigit() else name
-
-
-def _output_index(inp: str) -> int:
-    _, sep, tail = inp.rpartition(":")
-    return int(tail) if sep and tail.isdigit() else 0
-
-
-@dataclass(frozen=True)
-class SaveSliceInfo:
-    """Where a partition lies in its full variable (``SaveSliceInfoDef``)."""
-
-    full_name: str
-    full_shape: tuple[int, ...]
-    var_offset: tuple[int, ...]
-    var_shape: tuple[int, ...]
-
-    @property
-    def spec(self) -> str:
-        """TensorFlow's ``shape_and_slice`` string for this partition (``"5 2 0,3:0,2"``)."""
-        ext = ":".join(f"{o},{n}" for o, n in zip(self.var_offset, self.var_shape))
-        return " ".join([*(str(d) for d in self.full_shape), ext])
-
-
-@dataclass(frozen=True)
-class VariableInfo:
-    """A graph variable: its tensor name (``"w_h:0"``), op, dtype, shape and ``VariableDef`` fields."""
-
-    name: str
-    op_name: str
-    op_type: str | None
-    dtype: DType | None
-    shape: tuple[int | None, ...] | None
-    is_resource: bool
-    trainable: bool
-    save_slice_info: SaveSliceInfo | None = None
-    initializer_name: str = ""
-    snapshot_name: str = ""
-    initial_value_name: str = ""
-    device: str = ""
-
-    def __str__(self) -> str:
-        dt = self.dtype.name if self.dtype is not None else "?"
-        shp = (
-            "<unknown>"
-            if self.shape is None
-            else "[" + ",".join("?" if d is None else str(d) for d in self.shape) + "]"
-        )
-        kind = "resource" if self.is_resource else "ref"
-        extra = (
-            f" slice {self.save_slice_info.spec} of {self.save_slice_info.full_name}" if self.save_slice_info else ""
-        )
-        return f"{self.name} {dt} {shp} ({kind}{', trainable' if self.trainable else ''}){extra}"
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One graph node: name, op type, inputs (``"a:1"``, ``"^ctrl"``), device and decoded attrs."""
-
-    name: str
-    type: str
-    inputs: tuple[str, ...]
-    device: str
-    attrs: Mapping[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.name} = {self.type}({', '.join(self.inputs)})"
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """A signature's tensor: graph tensor name, dtype and shape (None = unknown rank)."""
-
-    name: str
-    dtype: DType | None
-    shape: tuple[int | None, ...] | None
-
-
-@dataclass(frozen=True)
-class SignatureInfo:
-    """A ``SignatureDef``: named inputs and outputs and the method name."""
-
-    inputs: Mapping[str, TensorInfo]
-    outputs: Mapping[str, TensorInfo]
-    method_name: str
-
-
-@dataclass(frozen=True)
-class MetaInfo:
-    """``MetaInfoDef``: tags, versions and the names of the ops in ``stripped_op_list``."""
-
-    tags: tuple[str, ...]
-    tensorflow_version: str
-    tensorflow_git_version: str
-    meta_graph_version: str
-    stripped_default_attrs: bool
-    op_names: tuple[str, ...]
-
-
-def _attr_value(a: meta_graph_pb2.AttrValue) -> Any:
-    kind = a.WhichOneof("value")
-    if kind == "s":
-        try:
-            return a.s.decode("utf-8")
-        except UnicodeDecodeError:
-            return a.s
-    if kind in ("i", "f", "b"):
-        return getattr(a, kind)
-    if kind == "type":
-        dt = _dtype(a.type)
-        return dt.name if dt is not None else int(a.type)
-    if kind == "shape":
-        return _shape(a.shape)
-    if kind == "tensor":
-        dt = _dtype(a.tensor.dtype)
-        shp = _shape(a.tensor.tensor_shape)
-        return f"Tensor<{dt.name if dt else '?'} {list(shp) if shp is not None else '?'}>"
-    if kind == "func":
-        return f"func {a.func.name}"
-    if kind == "placeholder":
-        return f"${a.placeholder}"
-    if kind == "list":
-        lst = a.list
-        out: list[Any] = []
-        out.extend(s.decode("utf-8", "replace") for s in lst.s)
-        out.extend(lst.i)
-        out.extend(lst.f)
-        out.extend(lst.b)
-        for t in lst.type:
-            dt = _dtype(t)
-            out.append(dt.name if dt is not None else int(t))
-        out.extend(_shape(s) for s in lst.shape)
-        out.extend(f"Tensor<{_dtype(t.dtype)}>" for t in lst.tensor)
-        out.extend(f"func {f.name}" for f in lst.func)
-        return out
-    return None
-
-
-def _string_const(node: meta_graph_pb2.NodeDef | None) -> list[str] | None:
-    if node is None or node.op != "Const" or "value" not in node.attr:
-        return None
-    t = node.attr["value"].tensor
-    if t.dtype != tensor_pb2.DT_STRING:
-        return None
-    vals = [s.decode("utf-8", "surrogateescape") for s in t.string_val]
-    n = 1
-    for d in t.tensor_shape.dim:
-        n *= d.size
-    if 0 < len(vals) < n:  # TensorFlow repeats the last value
-        vals += [vals[-1]] * (n - len(vals))
-    if not vals and n > 0:
-        vals = [""] * n
-    return vals
-
-
 class MetaGraph:
     """A readable description of a ``MetaGraphDef`` (see :func:`tfckpt.read_meta_graph`)."""
 
@@ -247,7 +88,7 @@ class MetaGraph:
         )
         self.saver_def: meta_graph_pb2.SaverDef | None = proto.saver_def if proto.HasField("saver_def") else None
         self.operations: list[Operation] = [
-            Operation(n.name, n.op, tuple(n.input), n.device, {k: _attr_value(v) for k, v in sorted(n.attr.items())})
+            Operation(n.name, n.op, tuple(n.input), n.device, {k: attr_value(v) for k, v in sorted(n.attr.items())})
             for n in nodes
         ]
         self._trainable_names: set[str] = set()
@@ -276,10 +117,11 @@ class MetaGraph:
 
     @staticmethod
     def _tensor_info(t: meta_graph_pb2.TensorInfo) -> TensorInfo:
-        return TensorInfo(t.name, _dtype(t.dtype), _shape(t.tensor_shape) if t.HasField("tensor_shape") else None)
+        shape = shape_of(t.tensor_shape) if t.HasField("tensor_shape") else None
+        return TensorInfo(t.name, dtype_or_none(t.dtype), shape)
 
     def _variable_from_def(self, vd: meta_graph_pb2.VariableDef) -> VariableInfo:
-        op = _op_name(vd.variable_name)
+        op = op_name(vd.variable_name)
         node = self._nodes.get(op)
         ssi = None
         if vd.HasField("save_slice_info_def"):
@@ -307,8 +149,8 @@ class MetaGraph:
     ) -> tuple[DType | None, tuple[int | None, ...] | None]:
         if node is None:
             return None, None
-        dt = _dtype(node.attr["dtype"].type) if "dtype" in node.attr else None
-        shp = _shape(node.attr["shape"].shape) if "shape" in node.attr else None
+        dt = dtype_or_none(node.attr["dtype"].type) if "dtype" in node.attr else None
+        shp = shape_of(node.attr["shape"].shape) if "shape" in node.attr else None
         return dt, shp
 
     def _collection(self, name: str, c: meta_graph_pb2.CollectionDef) -> list[Any]:
@@ -375,7 +217,7 @@ class MetaGraph:
         for n in self.proto.graph_def.node:
             for inp in n.input:
                 if not inp.startswith("^"):
-                    cons.setdefault(_op_name(inp), []).append(n)
+                    cons.setdefault(op_name(inp), []).append(n)
         return cons
 
     def _assign_target(
@@ -386,7 +228,7 @@ class MetaGraph:
         while seen < 8:
             seen += 1
             if node.op in ("Assign", "AssignVariableOp") and node.input:
-                return _op_name(node.input[0])
+                return op_name(node.input[0])
             if node.op != "Identity":
                 return None
             nxt = cons.get(node.name, [])
@@ -408,24 +250,24 @@ class MetaGraph:
             if scope and not n.name.startswith(scope):
                 continue
             if n.op == "RestoreV2" and len(n.input) >= 3:
-                names = _string_const(self._nodes.get(_op_name(n.input[1])))
-                slices = _string_const(self._nodes.get(_op_name(n.input[2])))
+                names = string_const(self._nodes.get(op_name(n.input[1])))
+                slices = string_const(self._nodes.get(op_name(n.input[2])))
                 if names is None:
                     continue
                 slices = slices if slices is not None and len(slices) == len(names) else [""] * len(names)
                 targets: dict[int, str] = {}
                 for c in cons.get(n.name, []):
                     for inp in c.input:
-                        if _op_name(inp) == n.name:
+                        if op_name(inp) == n.name:
                             t = self._assign_target(c, cons)
                             if t is not None:
-                                targets[_output_index(inp)] = t
+                                targets[output_index(inp)] = t
                 pairs.extend((k, s, targets[i]) for i, (k, s) in enumerate(zip(names, slices)) if i in targets)
             elif n.op in ("RestoreSlice", "Restore") and len(n.input) >= 2:
-                names = _string_const(self._nodes.get(_op_name(n.input[1])))
+                names = string_const(self._nodes.get(op_name(n.input[1])))
                 spec = [""]
                 if n.op == "RestoreSlice" and len(n.input) >= 3:
-                    spec = _string_const(self._nodes.get(_op_name(n.input[2]))) or [""]
+                    spec = string_const(self._nodes.get(op_name(n.input[2]))) or [""]
                 target = None
                 for c in cons.get(n.name, []):
                     target = target or self._assign_target(c, cons)

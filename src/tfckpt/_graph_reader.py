@@ -40,16 +40,7 @@ from tfckpt._proto import meta_graph_pb2
 from tfckpt.dtypes import DType
 from tfckpt.errors import DataLossError, InvalidArgumentError, TensorNotFoundError, UnimplementedError
 
-__all__ = [
-    "MetaGraph",
-    "MetaInfo",
-    "Operation",
-    "SaveSliceInfo",
-    "SignatureInfo",
-    "TensorInfo",
-    "VariableInfo",
-    "parse_meta_graph",
-]
+__all__ = ["MetaGraph", "parse_meta_graph"]
 
 _NodeDef = meta_graph_pb2.NodeDef
 # Ops whose output 0 is a variable (ref or resource handle).

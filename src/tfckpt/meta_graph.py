@@ -32,16 +32,8 @@ from google.protobuf import message as _message
 from google.protobuf import text_format
 
 from tfckpt._graph_builder import VariableSpec, build_meta_graph_def
-from tfckpt._graph_reader import (
-    MetaGraph,
-    MetaInfo,
-    Operation,
-    SaveSliceInfo,
-    SignatureInfo,
-    TensorInfo,
-    VariableInfo,
-    parse_meta_graph,
-)
+from tfckpt._graph_reader import MetaGraph, parse_meta_graph
+from tfckpt._graph_values import MetaInfo, Operation, SaveSliceInfo, SignatureInfo, TensorInfo, VariableInfo
 from tfckpt._proto import meta_graph_pb2
 from tfckpt._storage import read_whole_file, write_bytes_atomic
 from tfckpt.errors import InvalidArgumentError, NotFoundError

@@ -27,6 +27,7 @@ from tfckpt._storage import LocalFile, read_whole_file
 from tfckpt.dtypes import DType, dtype_from_enum
 from tfckpt.errors import (
     DataLossError,
+    InternalError,
     InvalidArgumentError,
     NotFoundError,
     TensorNotFoundError,
@@ -368,6 +369,7 @@ class BundleReader:
             for n in todo:
                 if n not in raw:
                     self._lookup(n)  # raises TensorNotFoundError
+            raise InternalError(f"{self.index_path}: the index walk missed entries that lookups find")
         if cache:
             yield from ((n, e) for n in wanted if (e := cache.get(n)) is not None)
         yield from self._decoded(iter(raw.items()))

@@ -16,7 +16,8 @@ import tfckpt
 from tfckpt._format import bundle_reader, runs
 from tfckpt._format.coding import FIXED32
 from tfckpt._format.entries_bulk import decode_entries
-from tfckpt._format.entry import BundleEntry
+from tfckpt._format.entry import BundleEntry, BundleHeader
+from tfckpt._format.table import TableWriter
 from tfckpt._proto import checkpoint_pb2
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
 
@@ -195,6 +196,24 @@ def test_read_many_any_names_in_any_order(sharded: tuple[str, dict[str, np.ndarr
     for n in names:
         np.testing.assert_array_equal(got[n], state[n])
         assert n not in out or got[n] is out[n]
+
+
+def test_read_many_of_entries_sharing_their_bytes(tmp_path: Path) -> None:
+    # A hand-made index whose 3,000 entries all name the same bytes: each gets its own read
+    # (overlapping tensors are never merged into one run), in one pass over the sorted leftovers.
+    p = tfckpt.write({"t": np.arange(16, dtype=np.float32)}, str(tmp_path / "c"))
+    e = tfckpt.CheckpointReader(p)._impl.entry("t")  # type: ignore[union-attr]
+    w = TableWriter()
+    w.add(b"", BundleHeader().encode())
+    names = [f"t{i:04d}" for i in range(3000)]
+    w.add_many([(n.encode(), e.encode()) for n in names])
+    Path(p + ".index").write_bytes(w.finish())
+    out = {n: np.zeros(16, np.float32) for n in names[::2]}
+    with tfckpt.CheckpointReader(p) as r:
+        got = r.read_many(names[::-1], out=out)
+    assert list(got) == names[::-1]
+    assert all(np.array_equal(a, np.arange(16, dtype=np.float32)) for a in got.values())
+    assert all(got[n] is out[n] for n in out)
 
 
 @pytest.mark.parametrize("count", [3, 150])  # few names: one search each; many: one walk of the index

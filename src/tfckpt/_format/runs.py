@@ -170,6 +170,7 @@ class RunQueue:
         self._open: dict[int, _Run] = {}
         self._late: list[tuple[int, int, str, BundleEntry, np.ndarray[Any, Any]]] = []
         self._pending: deque[tuple[LocalFile, _Run, Future[list[int]]]] = deque()
+        self._defer = True  # keep tensors that come out of file order for later (False once sorted)
 
     def add(self, shard: int, name: str, e: BundleEntry, buf: np.ndarray[Any, Any]) -> None:
         """Queue tensor ``name`` (entry ``e`` in data shard ``shard``) to be read into ``buf``
@@ -183,10 +184,10 @@ class RunQueue:
                 run.bufs.append(buf)
                 run.end = off + e.size
                 return
-            if off < run.end:
+            if off < run.end and self._defer:
                 self._late.append((shard, off, name, e, buf))
                 return
-            self._flush(run)
+            self._flush(run)  # (sorted, a tensor starts before the run's end only if they overlap)
         # A missing data file is reported for the first tensor that needs it.
         self._open[shard] = _Run(self._owner._file(shard, name), name, e, buf)
 
@@ -217,16 +218,18 @@ class RunQueue:
 
     def finish(self) -> None:
         """Read what is still queued, wait for the workers and check every CRC (DataLossError)."""
-        while True:
+        for run in self._open.values():
+            self._flush(run)
+        self._open = {}
+        if self._late:
+            late = sorted(self._late, key=lambda t: (t[0], t[1]))
+            self._late = []
+            self._defer = False
+            for shard, _, name, e, buf in late:
+                self.add(shard, name, e, buf)
             for run in self._open.values():
                 self._flush(run)
             self._open = {}
-            if not self._late:
-                break
-            late = sorted(self._late, key=lambda t: (t[0], t[1]))
-            self._late = []
-            for shard, _, name, e, buf in late:
-                self.add(shard, name, e, buf)
         self._collect(wait=True)
 
     def close(self) -> None:

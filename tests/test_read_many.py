@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 import tfckpt
 from tfckpt._format import bundle_reader, runs
 from tfckpt._format.coding import FIXED32
-from tfckpt._format.entries_bulk import decode_entries
-from tfckpt._format.entry import BundleEntry, BundleHeader
+from tfckpt._format.entries_bulk import decode_entries, encode_tails
+from tfckpt._format.entry import BundleEntry, BundleHeader, encode_entry, entry_head
 from tfckpt._format.table import TableWriter
 from tfckpt._proto import checkpoint_pb2
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
@@ -310,6 +310,21 @@ def test_bulk_decode_agrees_with_one_by_one(batch: list[tuple[BundleEntry, list[
     names = [f"t{i}" for i in range(len(values))]
     one_by_one = _outcome(lambda: [BundleEntry.decode(v, key=k, path="p") for v, k in zip(values, names)])
     assert _outcome(lambda: decode_entries(values, names, "p")) == one_by_one
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 99999), st.integers(0, 2**40),
+       st.lists(st.tuples(st.one_of(st.integers(0, 300), st.integers(0, 2**40)), st.integers(0, 2**32 - 1)),
+                max_size=150))
+def test_bulk_encode_matches_one_by_one(shard: int, start: int, sized: list[tuple[int, int]]) -> None:
+    sizes = [s for s, _ in sized]
+    crcs = [c for _, c in sized]
+    tails = encode_tails(shard, start, sizes, crcs)
+    pos = start
+    head = entry_head(1, (3,))
+    for tail, size, crc in zip(tails, sizes, crcs, strict=True):
+        assert head + tail == encode_entry(1, (3,), shard, pos, size, crc)
+        pos += size
 
 
 def test_bulk_decode_of_truncated_heads() -> None:

@@ -32,7 +32,7 @@ import numpy as np
 from tfckpt._convert import to_array
 from tfckpt._format.coding import crc32c, mask, masked_crcs
 from tfckpt._format.entries_bulk import encode_tails
-from tfckpt._format.entry import _ENTRY_HEADS, HEADER_KEY, BundleEntry, BundleHeader, encode_entry, entry_head
+from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader, encode_entry, entry_head
 from tfckpt._format.slices import TensorSlice, encode_slice_key, parse_shape_and_slice
 from tfckpt._format.strings import encode_strings
 from tfckpt._format.table import TableWriter
@@ -400,8 +400,7 @@ class BundleWriter:
                 it_crc = iter(crcs)
                 crcs = [next(it_crc) if c is None else c for _, _, c in batch]
             if len(batch) >= _BULK_ENCODE:
-                heads = [_ENTRY_HEADS.get((it.enum, it.array.shape)) or entry_head(it.enum, it.array.shape)
-                         for it, _, _ in batch]
+                heads = [entry_head(it.enum, it.array.shape) for it, _, _ in batch]
                 entries.extend(zip([it.key for it, _, _ in batch],
                                    map(bytes.__add__, heads, encode_tails(shard, offset, sizes, crcs))))
             else:

@@ -232,6 +232,11 @@ def _decode_handle(buf: bytes | memoryview, pos: int, limit: int) -> tuple[int, 
 
 def parse_block(contents: bytes, *, where: str = "") -> list[tuple[bytes, bytes]]:
     """Decode every ``(key, value)`` of an uncompressed block, validating every length."""
+    return list(zip(*block_columns(contents, where=where)))
+
+
+def block_columns(contents: bytes, *, where: str = "") -> tuple[list[bytes], list[bytes]]:
+    """The keys and the values of an uncompressed block (see :func:`parse_block`), as two lists."""
     n = len(contents)
     if n < 4:
         raise DataLossError(f"corrupt block{where}: {n} bytes is too short")
@@ -240,7 +245,8 @@ def parse_block(contents: bytes, *, where: str = "") -> list[tuple[bytes, bytes]
     if num_restarts > max_restarts:
         raise DataLossError(f"corrupt block{where}: {num_restarts} restarts do not fit in {n} bytes")
     limit = n - 4 * (1 + num_restarts)
-    out: list[tuple[bytes, bytes]] = []
+    keys: list[bytes] = []
+    values: list[bytes] = []
     pos = 0
     key = b""
     # Prefix compression lets each entry repeat the previous key for free, so a
@@ -264,9 +270,10 @@ def parse_block(contents: bytes, *, where: str = "") -> list[tuple[bytes, bytes]
                 f"corrupt block{where}: prefix-compressed keys expand beyond {_KEY_EXPANSION}x the block size"
             )
         pos += non_shared
-        out.append((key, contents[pos : pos + vlen]))
+        keys.append(key)
+        values.append(contents[pos : pos + vlen])
         pos += vlen
-    return out
+    return keys, values
 
 
 class TableReader:
@@ -366,10 +373,9 @@ class TableReader:
             what = f"data block {i}"
             try:
                 where = f" in {self._path} ({what} at offset {off})"
-                entries = parse_block(self._read_block(off, size, what), where=where)
+                blk = block_columns(self._read_block(off, size, what), where=where)
             except DataLossError as e:
                 raise DataLossError(e.message, path=self._path, offset=off) from None
-            blk = ([k for k, _ in entries], [v for _, v in entries])
             self._check_order(i, blk[0], off)
             if keep:
                 if len(self._cache) > 64:

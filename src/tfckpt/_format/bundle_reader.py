@@ -376,8 +376,15 @@ class BundleReader:
 
     def _every_entry(self) -> Iterator[tuple[str, BundleEntry]]:
         """(name, entry) of every tensor in key order, straight from the index (nothing cached)."""
-        yield from self._decoded((key.decode("utf-8", "surrogateescape"), value)
-                                 for key, value in self._table.items() if key and key[0] != 0)
+        path = self.index_path
+        for keys, values in self._table.blocks():
+            names: list[str] = []
+            raw: list[bytes] = []
+            for key, value in zip(keys, values):
+                if key and key[0] != 0:  # (not the header, not a slice)
+                    names.append(key.decode("utf-8", "surrogateescape"))
+                    raw.append(value)
+            yield from zip(names, decode_entries(raw, names, path))
 
     def _decoded(self, raw: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, BundleEntry]]:
         """(name, decoded entry) of each (name, undecoded entry), decoded a batch at a time."""

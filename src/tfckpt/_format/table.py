@@ -437,5 +437,10 @@ class TableReader:
         """Every entry in key order (each block's keys are checked to increase and to lie in its
         index range, and the index keys to increase: so keys increase across blocks too).
         Blocks decoded for a walk are not cached: a walk of a big table holds one at a time."""
+        for keys, values in self.blocks():
+            yield from zip(keys, values)
+
+    def blocks(self) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """The keys and values of each data block in turn: :meth:`items`, a block at a time."""
         for i in range(len(self._handles)):
-            yield from zip(*self._block(i, keep=False))
+            yield self._block(i, keep=False)

@@ -49,21 +49,18 @@ def write(
     """
     with paused_gc():  # 100,000 tensors allocate enough to trigger full collections of a big process
         # A mapping's names are sorted alone (no list of pairs: 64 bytes a tensor at 100,000 tensors).
-        pairs = not isinstance(tensors, Mapping)
+        mapping = isinstance(tensors, Mapping)
         items: list[Any] = list(tensors)
         w = BundleWriter(os.fspath(prefix), num_shards=num_shards, sync=sync)
         try:
-            sort_by_name(items, pairs=pairs)
+            sort_by_name(items, pairs=not mapping)
         except (AttributeError, TypeError):
-            bad = next(k for k in (items if not pairs else [it[0] for it in items]) if not isinstance(k, str))
+            bad = next(k for k in (items if mapping else [it[0] for it in items]) if not isinstance(k, str))
             raise InvalidArgumentError(f"tensor names must be str, got {type(bad).__name__}: {bad!r}") from None
-        if isinstance(tensors, Mapping):
-            get = tensors.__getitem__
-            for name in items:
-                w.add(name, get(name))
-        else:
-            for name, value in items:
-                w.add(name, value)
+        get = tensors.__getitem__ if isinstance(tensors, Mapping) else None
+        for it in items:
+            name, value = (it, get(it)) if get is not None else it
+            w.add(name, value)
         done = w.finish()
         del w, items  # freed while the collector is paused: re-enabling it finds nothing to traverse
     return done

@@ -109,9 +109,6 @@ def decode_entries(values: list[bytes], names: list[str], path: str) -> list[Bun
     pos += 5 * has
     ok &= pos == ends
 
-    if ok.all():
-        return [_new(BundleEntry, (s[0], s[1], a, b, c, d, ()))  # type: ignore[index]
-                for s, a, b, c, d in zip(specs, shard.tolist(), fields[0].tolist(), fields[1].tolist(), crc.tolist())]
     return [_new(BundleEntry, (s[0], s[1], a, b, c, d, ())) if k else BundleEntry.decode(v, key=nm, path=path)  # type: ignore[index]
             for k, s, a, b, c, d, v, nm in zip(ok.tolist(), specs, shard.tolist(), fields[0].tolist(),
                                                fields[1].tolist(), crc.tolist(), values, names)]

@@ -77,7 +77,7 @@ def encode_entry(dtype: int, shape: tuple[int, ...], shard: int, offset: int, si
         >>> encode_entry(1, (2,), 0, 0, 8, 0x35E53C59).hex()
         '0801120412020802280835593ce535'
     """
-    head = _ENTRY_HEADS.get((dtype, shape)) or entry_head(dtype, shape)
+    head = entry_head(dtype, shape)
     tail = b""
     if shard:
         tail = b"\x18" + encode_varint(shard)

@@ -17,7 +17,7 @@ from tfckpt._format import bundle_reader, runs
 from tfckpt._format.coding import FIXED32
 from tfckpt._format.entries_bulk import decode_entries, encode_tails
 from tfckpt._format.entry import BundleEntry, BundleHeader, encode_entry, entry_head
-from tfckpt._format.table import TableWriter
+from tfckpt._format.table import TableReader, TableWriter
 from tfckpt._proto import checkpoint_pb2
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
 
@@ -125,6 +125,57 @@ def test_read_many_errors(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError) as nf:
         tfckpt.read(p)
     assert nf.value.key == "t000"
+
+
+def _misfit(kind: str) -> np.ndarray:  # type: ignore[type-arg]
+    """An array that cannot receive a float32[100] tensor."""
+    if kind == "readonly":
+        a = np.zeros(100, np.float32)
+        a.flags.writeable = False
+        return a
+    return {"shape": np.zeros(99, np.float32), "dtype": np.zeros(100, np.float64),
+            "strided": np.zeros(200, np.float32)[::2], "2d": np.zeros((10, 10), np.float32)}[kind]
+
+
+@pytest.mark.parametrize("kind", ["shape", "dtype", "readonly", "strided", "2d"])
+@pytest.mark.parametrize("every", [False, True])
+def test_read_many_into_a_misfit_among_many(tmp_path: Path, kind: str, every: bool) -> None:
+    # 100 destinations: the entries are decoded and checked a batch at a time, and the one
+    # misfit gets the same error as when it is read alone.
+    state = {f"t{i:03d}": np.full(100, i, np.float32) for i in range(100)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    out = {k: np.zeros_like(v) for k, v in state.items()}
+    out["t050"] = _misfit(kind)
+    with tfckpt.CheckpointReader(p) as r:
+        with pytest.raises(InvalidArgumentError) as alone:
+            r.read_many(out={"t050": out["t050"]})
+        # names=None walks the whole index instead of looking up the names of ``out``
+        read = (lambda: r._impl.read_many(None, out)) if every else (lambda: r.read_many(out=out))
+        with pytest.raises(InvalidArgumentError) as many:
+            read()
+    assert many.value.key == "t050"
+    assert str(many.value) == str(alone.value)
+
+
+def test_read_many_of_an_entry_whose_size_misfits_its_shape(tmp_path: Path) -> None:
+    state = {f"t{i:03d}": np.full(100, i, np.float32) for i in range(100)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    with open(f"{p}.index", "rb") as f:
+        items = dict(TableReader(f.read()).items())
+    e = BundleEntry.decode(items[b"t050"])
+    items[b"t050"] = e._replace(size=e.size - 4).encode()
+    w = TableWriter()
+    w.add_many(sorted(items.items()))
+    with open(f"{p}.index", "wb") as f:
+        f.write(w.finish())
+    with tfckpt.CheckpointReader(p) as r:
+        with pytest.raises(DataLossError) as alone:
+            r.read_many(["t050"])
+        with pytest.raises(DataLossError) as many:
+            r.read_many()
+    assert many.value.key == "t050"
+    assert str(many.value) == str(alone.value)
+    assert "needs 400 bytes but its entry says 396" in str(many.value)
 
 
 def test_read_many_of_many_names(tmp_path: Path) -> None:

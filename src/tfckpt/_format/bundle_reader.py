@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tfckpt._format.coding import crc32c, unmask
-from tfckpt._format.entries_bulk import decode_entries
+from tfckpt._format.entries_bulk import Columns, decode_columns, decode_entries
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader
 from tfckpt._format.runs import RunQueue, readinto_crc
 from tfckpt._format.slices import TensorSlice, encode_slice_key
@@ -56,6 +56,23 @@ for _enum in range(1, 100):
         continue
     if _dt.is_fixed_size:
         _FIXED[_enum] = _dt
+
+_NO_LAYOUT: tuple[Any, int] = (None, -1)
+# (dtype enum, shape) -> (numpy dtype, byte size) of tensors read_many reads in runs (no size matches -1)
+_LAYOUTS: dict[tuple[int, tuple[int, ...]], tuple[Any, int]] = {}
+_new = tuple.__new__
+
+# A batch of entries to read: names and, for each, its undecoded or decoded entry.
+_Batch = tuple[list[str], list[bytes] | None, list[BundleEntry] | None]
+
+
+def _layout(spec: tuple[int, tuple[int, ...]]) -> tuple[Any, int]:
+    """(numpy dtype, byte size) of tensors of dtype and shape ``spec``, remembered (up to 4096)."""
+    dt = _FIXED.get(spec[0])
+    lay = _NO_LAYOUT if dt is None else (dt.numpy_dtype, math.prod(spec[1]) * dt.numpy_dtype.itemsize)
+    if len(_LAYOUTS) < 4096:
+        _LAYOUTS[spec] = lay
+    return lay
 
 
 def _check_out(prefix: str, name: str, e: BundleEntry, dt: DType, out: np.ndarray[Any, Any], npd: np.dtype[Any],
@@ -311,9 +328,9 @@ class BundleReader:
         """
         with paused_gc():
             if names is None:
-                return self._read_many(self._every_entry(), out, None)
+                return self._read_many(self._every_batch(), out, None)
             wanted = list(dict.fromkeys(names))
-            return self._read_many(self._entries_of(wanted), out, wanted)
+            return self._read_many(self._batches_of(wanted), out, wanted)
 
     def _raw_of(self, names: list[str]) -> dict[str, bytes]:
         """The undecoded entries of those of ``names`` the index has, from one walk of it."""
@@ -350,9 +367,9 @@ class BundleReader:
                 pass
         return got
 
-    def _entries_of(self, wanted: list[str]) -> Iterator[tuple[str, BundleEntry]]:
-        """(name, entry) for each of ``wanted`` (distinct names): cached ones first, then the
-        others in index order, each decoded as it is needed (and not cached).
+    def _batches_of(self, wanted: list[str]) -> Iterator[_Batch]:
+        """Batches of the entries of ``wanted`` (distinct names): cached ones first, then the
+        others in index order, a batch at a time (and not cached).
 
         Raises:
             TensorNotFoundError: for the first name of ``wanted`` the index lacks, before
@@ -361,8 +378,8 @@ class BundleReader:
         cache = self._entries
         todo = [n for n in wanted if n not in cache] if cache else wanted
         if len(todo) < _BULK:
-            pairs = [(n, cache.get(n) or self._lookup(n)) for n in wanted]
-            yield from pairs
+            entries = [cache.get(n) or self._lookup(n) for n in wanted]
+            yield wanted, None, entries
             return
         raw = self._raw_of(todo)
         if len(raw) < len(todo):
@@ -371,12 +388,14 @@ class BundleReader:
                     self._lookup(n)  # raises TensorNotFoundError
             raise InternalError(f"{self.index_path}: the index walk missed entries that lookups find")
         if cache:
-            yield from ((n, e) for n in wanted if (e := cache.get(n)) is not None)
-        yield from self._decoded(iter(raw.items()))
+            names = [n for n in wanted if n in cache]
+            yield names, None, [cache[n] for n in names]
+        items = iter(raw.items())
+        while batch := list(islice(items, _DECODE_BATCH)):
+            yield [n for n, _ in batch], [v for _, v in batch], None
 
-    def _every_entry(self) -> Iterator[tuple[str, BundleEntry]]:
-        """(name, entry) of every tensor in key order, straight from the index (nothing cached)."""
-        path = self.index_path
+    def _every_batch(self) -> Iterator[_Batch]:
+        """The entries of every tensor in key order, a table block at a time (nothing cached)."""
         for keys, values in self._table.blocks():
             names: list[str] = []
             raw: list[bytes] = []
@@ -384,35 +403,76 @@ class BundleReader:
                 if key and key[0] != 0:  # (not the header, not a slice)
                     names.append(key.decode("utf-8", "surrogateescape"))
                     raw.append(value)
-            yield from zip(names, decode_entries(raw, names, path))
+            yield names, raw, None
 
-    def _decoded(self, raw: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, BundleEntry]]:
-        """(name, decoded entry) of each (name, undecoded entry), decoded a batch at a time."""
-        path = self.index_path
-        while batch := list(islice(raw, _DECODE_BATCH)):
-            names = [n for n, _ in batch]
-            yield from zip(names, decode_entries([v for _, v in batch], names, path))
-
-    def _read_many(self, pairs: Iterator[tuple[str, BundleEntry]], out: Mapping[str, np.ndarray[Any, Any]] | None,
+    def _read_many(self, batches: Iterator[_Batch], out: Mapping[str, np.ndarray[Any, Any]] | None,
                    order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
-        """Read ``pairs`` as they come (see :meth:`read_many`); the result follows ``order`` if given."""
+        """Read the entries of ``batches`` as they come (see :meth:`read_many`); the result
+        follows ``order`` if given."""
         result: dict[str, np.ndarray[Any, Any]] = dict.fromkeys(order, _EMPTY) if order is not None else {}
-        plain = not self.header.big_endian
         runs = RunQueue(self, verify=self.verify_crc)
         try:
-            for name, e in pairs:
-                dest = out.get(name) if out is not None else None
-                dt = _FIXED.get(e.dtype)
-                if dt is None or e.slices or not plain or not 0 < e.size <= _RUN_MAX:
-                    result[name] = self._read_whole(name, e, out=dest)
-                    continue
-                buf = self._dest(name, e, dt, dest)
-                result[name] = buf
-                runs.add(e.shard_id, name, e, buf)
+            for names, values, entries in batches:
+                cols = decode_columns(values) if values is not None and not self.header.big_endian else None
+                if cols is None:
+                    if entries is None:
+                        assert values is not None
+                        entries = decode_entries(values, names, self.index_path)
+                    for name, e in zip(names, entries):
+                        self._read_into(name, e, out, result, runs)
+                else:
+                    assert values is not None
+                    self._read_columns(names, values, cols, out, result, runs)
             runs.finish()
         finally:
             runs.close()
         return result
+
+    def _read_into(self, name: str, e: BundleEntry, out: Mapping[str, np.ndarray[Any, Any]] | None,
+                   result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> None:
+        """Read entry ``e`` of ``name`` into ``result[name]``: queued in ``runs`` when it can be."""
+        dest = out.get(name) if out is not None else None
+        dt = _FIXED.get(e.dtype)
+        if dt is None or e.slices or self.header.big_endian or not 0 < e.size <= _RUN_MAX:
+            result[name] = self._read_whole(name, e, out=dest)
+            return
+        buf = self._dest(name, e, dt, dest)
+        result[name] = buf
+        runs.add(e.shard_id, name, e.offset, e.size, e.crc32c, buf)
+
+    def _read_columns(self, names: list[str], values: list[bytes], cols: Columns,
+                      out: Mapping[str, np.ndarray[Any, Any]] | None, result: dict[str, np.ndarray[Any, Any]],
+                      runs: RunQueue) -> None:
+        """:meth:`_read_into` for a batch of entries decoded by columns: tensors of a fixed-size
+        dtype whose byte size fits their shape are checked and queued inline; any other entry
+        (a string, a partitioned tensor, an entry to decode one by one, any error) goes through
+        :meth:`_read_into`."""
+        get = out.get if out is not None else None
+        layouts = _LAYOUTS
+        add = runs.add
+        for name, spec, shard, offset, size, crc, ok, raw in zip(
+                names, cols.specs, cols.shard, cols.offset, cols.size, cols.crc32c, cols.ok, values):
+            if ok:
+                assert spec is not None
+                lay = layouts.get(spec)
+                if lay is None:
+                    lay = _layout(spec)
+                if lay[1] == size and 0 < size <= _RUN_MAX:
+                    npd = lay[0]
+                    shape = spec[1]
+                    if get is None or (buf := get(name)) is None:
+                        buf = np.empty(shape, npd)
+                    elif not (buf.shape == shape and (buf.dtype is npd or buf.dtype == npd)
+                              and (fl := buf.flags).writeable and fl.c_contiguous):
+                        self._read_into(name, BundleEntry(spec[0], shape, shard, offset, size, crc), out, result, runs)
+                        continue  # (it raises the error)
+                    result[name] = buf
+                    add(shard, name, offset, size, crc, buf)
+                    continue
+                e = _new(BundleEntry, (spec[0], spec[1], shard, offset, size, crc, ()))
+            else:
+                e = BundleEntry.decode(raw, key=name, path=self.index_path)
+            self._read_into(name, e, out, result, runs)
 
     def read(self, name: str, *, copy: bool = True, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read a whole tensor (partitioned tensors are reassembled from their slices).

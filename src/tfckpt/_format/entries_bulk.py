@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from tfckpt._format.coding import encode_varint
@@ -24,7 +26,7 @@ from tfckpt._format.entry import _HEADS, _KNOWN_DTYPES, BundleEntry, _parse_head
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import InvalidArgumentError
 
-__all__ = ["decode_entries", "encode_tails"]
+__all__ = ["Columns", "decode_columns", "decode_entries", "encode_tails"]
 
 _MIN_BATCH = 32  # below this, one at a time is as fast
 _SHIFTS = (7 * np.arange(10)).astype(np.uint64)
@@ -67,19 +69,39 @@ def _varints(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return digits.sum(axis=1, dtype=np.uint64), length
 
 
-def decode_entries(values: list[bytes], names: list[str], path: str) -> list[BundleEntry]:
-    """``[BundleEntry.decode(v, key=name, path=path) for v, name in zip(values, names)]``, faster.
+class Columns(NamedTuple):
+    """The fields of a batch of entries, one list per field (see :func:`decode_columns`).
 
-    Raises:
-        DataLossError: for the first entry (in order) that :meth:`BundleEntry.decode` rejects.
+    ``ok[i]`` is False for an entry that is not in TensorFlow's usual layout (or is
+    malformed): its other fields are meaningless, and :meth:`BundleEntry.decode` must
+    decode it (and report it if it is corrupt).
+    """
+
+    specs: list[tuple[int, tuple[int, ...]] | None]  # (dtype, shape), shared by entries of one head
+    shard: list[int]
+    offset: list[int]
+    size: list[int]
+    crc32c: list[int]
+    ok: list[bool]
+
+
+def decode_columns(values: list[bytes]) -> Columns | None:
+    """The fields of many encoded entries at once; None when ``values`` are too few to gain
+    from it or not in TensorFlow's layout at all.
+
+    Example:
+        >>> es = [BundleEntry(1, (2,), 0, 8 * i, 8, i) for i in range(40)]
+        >>> cols = decode_columns([e.encode() for e in es])
+        >>> cols.specs[3], cols.offset[3], cols.crc32c[3], all(cols.ok)
+        ((1, (2,)), 24, 3, True)
     """
     n = len(values)
     if n < _MIN_BATCH:
-        return [BundleEntry.decode(v, key=k, path=path) for v, k in zip(values, names)]
+        return None
     try:
         heads = [v[: 4 + v[3]] for v in values]
     except IndexError:  # an entry of fewer than four bytes: not TensorFlow's layout
-        return [BundleEntry.decode(v, key=k, path=path) for v, k in zip(values, names)]
+        return None
     get = _HEADS.get
     specs = [get(h) for h in heads]
     local: dict[bytes, tuple[int, tuple[int, ...]] | None] = {}
@@ -108,10 +130,21 @@ def decode_entries(values: list[bytes], names: list[str], path: str) -> list[Bun
     crc = np.where(has, crc_bytes[:, 0] | crc_bytes[:, 1] << 8 | crc_bytes[:, 2] << 16 | crc_bytes[:, 3] << 24, 0)
     pos += 5 * has
     ok &= pos == ends
+    return Columns(specs, shard.tolist(), fields[0].tolist(), fields[1].tolist(), crc.tolist(), ok.tolist())
 
+
+def decode_entries(values: list[bytes], names: list[str], path: str) -> list[BundleEntry]:
+    """``[BundleEntry.decode(v, key=name, path=path) for v, name in zip(values, names)]``, faster.
+
+    Raises:
+        DataLossError: for the first entry (in order) that :meth:`BundleEntry.decode` rejects.
+    """
+    cols = decode_columns(values)
+    if cols is None:
+        return [BundleEntry.decode(v, key=k, path=path) for v, k in zip(values, names)]
     return [_new(BundleEntry, (s[0], s[1], a, b, c, d, ())) if k else BundleEntry.decode(v, key=nm, path=path)  # type: ignore[index]
-            for k, s, a, b, c, d, v, nm in zip(ok.tolist(), specs, shard.tolist(), fields[0].tolist(),
-                                               fields[1].tolist(), crc.tolist(), values, names)]
+            for k, s, a, b, c, d, v, nm in zip(cols.ok, cols.specs, cols.shard, cols.offset, cols.size, cols.crc32c,
+                                               values, names)]
 
 
 def encode_tails(shard: int, start: int, sizes: list[int], crcs: list[int]) -> list[bytes]:

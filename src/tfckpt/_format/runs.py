@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -135,106 +136,119 @@ class _Owner(Protocol):
 class _Run:
     """Adjacent tensors of one data file, read with one ``preadv``."""
 
-    __slots__ = ("bufs", "end", "entries", "file", "names", "start")
+    __slots__ = ("bufs", "crcs", "end", "file", "names", "shard", "start")
 
-    def __init__(self, f: LocalFile, name: str, e: BundleEntry, buf: np.ndarray[Any, Any]) -> None:
+    def __init__(self, f: LocalFile, shard: int, name: str, offset: int, size: int, crc: int,
+                 buf: np.ndarray[Any, Any]) -> None:
         self.file = f
-        self.start = e.offset
-        self.end = e.offset + e.size
+        self.shard = shard
+        self.start = offset
+        self.end = offset + size
         self.names = [name]
-        self.entries = [e]
+        self.crcs = [crc]  # stored (masked)
         self.bufs: list[Any] = [buf]  # numpy arrays: preadv and crc32c take any buffer
 
+    def entries(self) -> Iterator[tuple[str, BundleEntry]]:
+        """(name, entry) of each tensor, with where it lies and its CRC (what errors report)."""
+        pos = self.start
+        for name, buf, crc in zip(self.names, self.bufs, self.crcs):
+            yield name, BundleEntry(0, (), self.shard, pos, buf.nbytes, crc)
+            pos += buf.nbytes
 
-def _read_run(f: LocalFile, run: _Run, verify: bool) -> list[int]:
+
+def _read_run(run: _Run, verify: bool) -> list[int]:
     """Fill the run's buffers (one ``preadv``); their masked CRC-32Cs if ``verify``."""
-    f.readinto_many(run.start, run.bufs, run.end - run.start)
+    run.file.readinto_many(run.start, run.bufs, run.end - run.start)
     return masked_crcs(run.bufs) if verify else []
 
 
 class RunQueue:
-    """Reads fixed-size tensors straight into their destination arrays, in runs of adjacent ones,
-    while the caller is still laying out the next ones.
+    """Reads fixed-size tensors straight into their destination arrays, in runs of adjacent ones.
 
     :meth:`add` tensors in any order. Those that continue the open run of their data file
-    join it; a run is read once it holds about 1 MiB or 1024 tensors, by a worker thread
-    if it is big enough to pay for one. Tensors that come out of file order are kept and
-    read, sorted by place, in :meth:`finish`, which also waits for every worker and checks
-    every CRC. :meth:`close` (always call it, e.g. in ``finally``) never returns while a
-    worker may still write into a destination.
+    join it; a run closes once it holds about 1 MiB or 1024 tensors. Small runs are read
+    at once. Bigger ones are left for :meth:`finish`, which reads them with worker threads
+    in parallel, after the caller's layout loop: while that loop runs, it holds the GIL, and
+    a worker waits for it after every read or checksum (up to the 5 ms switch interval), so
+    reading during the loop was slower than reading after it. Tensors that come out of file
+    order are kept and read, sorted by place, in :meth:`finish`, which also checks every CRC.
+    :meth:`close` (always call it, e.g. in ``finally``) never returns while a worker may
+    still write into a destination.
     """
 
     def __init__(self, owner: _Owner, *, verify: bool) -> None:
         self._owner = owner
         self._verify = verify
         self._open: dict[int, _Run] = {}
-        self._late: list[tuple[int, int, str, BundleEntry, np.ndarray[Any, Any]]] = []
-        self._pending: deque[tuple[LocalFile, _Run, Future[list[int]]]] = deque()
+        self._late: list[tuple[int, int, str, int, int, np.ndarray[Any, Any]]] = []
+        self._big: list[_Run] = []  # closed runs left for the workers
+        self._pending: deque[tuple[_Run, Future[list[int]]]] = deque()
         self._defer = True  # keep tensors that come out of file order for later (False once sorted)
 
-    def add(self, shard: int, name: str, e: BundleEntry, buf: np.ndarray[Any, Any]) -> None:
-        """Queue tensor ``name`` (entry ``e`` in data shard ``shard``) to be read into ``buf``
-        (C-contiguous, exactly ``e.size`` bytes: the caller checks it)."""
+    def add(self, shard: int, name: str, offset: int, size: int, crc: int, buf: np.ndarray[Any, Any]) -> None:
+        """Queue tensor ``name`` (``size`` bytes at ``offset`` in data shard ``shard``, stored
+        masked CRC ``crc``) to be read into ``buf`` (C-contiguous, exactly ``size`` bytes: the
+        caller checks it)."""
         run = self._open.get(shard)
         if run is not None:
-            off = e.offset
-            if off == run.end and len(run.bufs) < _IOV_MAX and off - run.start < CHUNK:
+            if offset == run.end and len(run.bufs) < _IOV_MAX and offset - run.start < CHUNK:
                 run.names.append(name)
-                run.entries.append(e)
+                run.crcs.append(crc)
                 run.bufs.append(buf)
-                run.end = off + e.size
+                run.end = offset + size
                 return
-            if off < run.end and self._defer:
-                self._late.append((shard, off, name, e, buf))
+            if offset < run.end and self._defer:
+                self._late.append((shard, offset, name, size, crc, buf))
                 return
-            self._flush(run)  # (sorted, a tensor starts before the run's end only if they overlap)
+            self._close(run)  # (sorted, a tensor starts before the run's end only if they overlap)
         # A missing data file is reported for the first tensor that needs it.
-        self._open[shard] = _Run(self._owner._file(shard, name), name, e, buf)
+        self._open[shard] = _Run(self._owner._file(shard, name), shard, name, offset, size, crc, buf)
 
-    def _flush(self, run: _Run) -> None:
-        f = run.file
-        if run.end > f.size:
-            for name, e in zip(run.names, run.entries):
+    def _close(self, run: _Run) -> None:
+        if run.end > run.file.size:
+            for name, e in run.entries():
                 self._owner._data_file(name, e, f"tensor {name!r}")  # names the first tensor past the end
         if run.end - run.start >= _POOL_RUN:
-            self._pending.append((f, run, crc_pool().submit(_read_run, f, run, self._verify)))
-            self._collect(wait=False)
+            self._big.append(run)
         else:
-            self._check(f, run, _read_run(f, run, self._verify))
+            self._check(run, _read_run(run, self._verify))
 
-    def _collect(self, *, wait: bool) -> None:
-        """Check the CRCs of the runs workers have read (all of them, waiting, if ``wait``)."""
-        pending = self._pending
-        while pending and (wait or pending[0][2].done()):
-            f, run, fut = pending[0]
-            crcs = fut.result()
-            pending.popleft()
-            self._check(f, run, crcs)
+    def _check(self, run: _Run, crcs: list[int]) -> None:
+        if self._verify and crcs != run.crcs:
+            for (name, e), crc in zip(run.entries(), crcs):
+                if crc != e.crc32c:
+                    self._owner._check_crc(e, None, name, run.file, unmask(crc))
 
-    def _check(self, f: LocalFile, run: _Run, crcs: list[int]) -> None:
-        for name, e, crc in zip(run.names, run.entries, crcs):
-            if crc != e.crc32c:
-                self._owner._check_crc(e, None, name, f, unmask(crc))
+    def _close_open(self) -> None:
+        for run in self._open.values():
+            self._close(run)
+        self._open = {}
 
     def finish(self) -> None:
-        """Read what is still queued, wait for the workers and check every CRC (DataLossError)."""
-        for run in self._open.values():
-            self._flush(run)
-        self._open = {}
+        """Read what is still queued and check every CRC (DataLossError)."""
+        self._close_open()
         if self._late:
             late = sorted(self._late, key=lambda t: (t[0], t[1]))
             self._late = []
             self._defer = False
-            for shard, _, name, e, buf in late:
-                self.add(shard, name, e, buf)
-            for run in self._open.values():
-                self._flush(run)
-            self._open = {}
-        self._collect(wait=True)
+            for shard, offset, name, size, crc, buf in late:
+                self.add(shard, name, offset, size, crc, buf)
+            self._close_open()
+        if self._big:
+            pool = crc_pool()
+            self._pending.extend((run, pool.submit(_read_run, run, self._verify)) for run in self._big)
+            self._big = []
+        pending = self._pending
+        while pending:
+            run, fut = pending[0]
+            crcs = fut.result()
+            pending.popleft()
+            self._check(run, crcs)
 
     def close(self) -> None:
         """Cancel or wait for every run still with a worker (after an error: nothing is checked)."""
-        for _, _, fut in self._pending:
+        for _, fut in self._pending:
             if not fut.cancel():
                 fut.exception()
         self._pending.clear()
+        self._big = []

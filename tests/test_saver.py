@@ -14,6 +14,7 @@ import pytest
 
 import tfckpt
 from tfckpt import Saver, Variable
+from tfckpt._convert import typed
 from tfckpt._proto import checkpoint_pb2, meta_graph_pb2
 from tfckpt.errors import InvalidArgumentError, NotFoundError, TensorNotFoundError
 from tfckpt.saver import SaveSliceInfo
@@ -685,6 +686,54 @@ def test_restore_into_variables_in_place(tmp_path: Any, monkeypatch: pytest.Monk
     s.restore(None, path)
     assert np.asarray(v).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert any(np.shares_memory(o, np.asarray(v)) for o in spy.outs)
+
+
+def test_restore_of_plain_arrays_skips_the_general_checks(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A state of writeable contiguous arrays (and Variables) that fit their stored tensors
+    # is read straight into them without the per-entry passes of the general path.
+    from tfckpt import _restore
+
+    rng = np.random.default_rng(1)
+    src = {f"layer{i:02d}/w": rng.random((i + 1, 3)).astype(np.float32) for i in range(60)}
+    v = Variable(np.arange(4, dtype=np.int64), name="step")
+    s = Saver([*[Variable(a, name=k) for k, a in src.items()], v])
+    path = s.save(None, str(tmp_path / "m"), write_meta_graph=False)
+    dst = {k: np.zeros_like(a) for k, a in src.items()}
+    monkeypatch.setattr(_restore, "_stored_specs", lambda *a: pytest.fail("took the general path"))
+    got = Saver(dst).restore(None, path)
+    assert all(got[k] is dst[k] for k in src)
+    for k, a in src.items():
+        np.testing.assert_array_equal(dst[k], a)
+    v.assign(np.zeros(4, np.int64))
+    s.restore(None, path)
+    assert np.asarray(v).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("odd", ["quantized", "strided", "float64", "missing", "shape"])
+def test_restore_of_one_odd_target_among_plain_arrays(tmp_path: Any, odd: str) -> None:
+    # One target the simple path cannot take sends the whole restore down the general path,
+    # with the same results and TensorFlow's errors.
+    src: dict[str, Any] = {f"t{i:02d}": np.full(5, i, np.int8) for i in range(40)}
+    src["t07"] = typed(np.arange(5, dtype=np.int8), "qint8") if odd == "quantized" else np.arange(5, dtype=np.int8)
+    path = tfckpt.write(src, str(tmp_path / "m"))
+    dst = {k: np.zeros(5, np.int8) for k in src}
+    dst["t07"] = {"quantized": np.zeros(5, np.int8), "strided": np.zeros(10, np.int8)[::2],
+                  "float64": np.zeros(5), "missing": np.zeros(5, np.int8), "shape": np.zeros(6, np.int8)}[odd]
+    if odd == "missing":
+        dst["t99"] = dst.pop("t07")
+    saver = Saver(dst)
+    if odd in ("quantized", "float64", "shape", "missing"):
+        err = {"quantized": "expected dtype int8 does not equal original dtype qint8",
+               "float64": "expected dtype double does not equal original dtype int8",
+               "shape": r"lhs shape= \[6\] rhs shape= \[5\]", "missing": "Key t99 not found"}[odd]
+        with pytest.raises((InvalidArgumentError, TensorNotFoundError), match=err):
+            saver.restore(None, path)
+        assert not dst["t00"].any()  # checked before anything was written
+        return
+    got = saver.restore(None, path)
+    for k in src:
+        np.testing.assert_array_equal(got[k], np.full(5, int(k[1:]), np.int8) if k != "t07" else np.arange(5))
+    np.testing.assert_array_equal(dst["t07"], np.arange(5))
 
 
 def test_name_based_restore_of_object_based_checkpoint() -> None:

@@ -14,7 +14,7 @@ from tfckpt import _state
 from tfckpt._convert import framework_of
 from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._state import Entry
-from tfckpt.dtypes import DType, dtype_from_enum
+from tfckpt.dtypes import DType, dtype_from_enum, dtype_of_numpy
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
 from tfckpt.reader import CheckpointReader
 from tfckpt.variables import Variable
@@ -151,6 +151,61 @@ def _inplace_targets(entries: list[Entry], keys: list[str], leaves: list[object]
     return out
 
 
+# stored dtype enum -> the numpy dtype of arrays a value of it can be read straight into: the
+# fixed-size dtypes whose numpy dtype maps back to them (not the quantized ones, stored as ints)
+_NUMPY_OF: dict[int, np.dtype[Any]] = {}
+for _enum in range(1, 100):
+    try:
+        _dt = dtype_from_enum(_enum)
+    except InvalidArgumentError:
+        continue
+    if _dt.is_fixed_size and dtype_of_numpy(_dt.numpy_dtype) is _dt:
+        _NUMPY_OF[_enum] = _dt.numpy_dtype
+
+
+def _all_in_place(reader: CheckpointReader, entries: list[Entry],
+                  leaves: list[object]) -> dict[str, np.ndarray[Any, Any]] | None:
+    """Key -> target array when every entry can simply be read into its target (a writeable
+    C-contiguous numpy array or Variable of the stored dtype and shape, one per key, from a V2
+    bundle); None when any cannot, or anything is off: the general path then decides (and
+    raises TensorFlow's errors). The common case of a big model, without its per-entry passes."""
+    impl = reader._impl
+    if not isinstance(impl, BundleReader):
+        return None
+    targets: dict[str, np.ndarray[Any, Any]] = {}
+    for e, leaf in zip(entries, leaves):
+        if type(leaf) is np.ndarray:
+            buf = leaf
+        elif isinstance(leaf, Variable):
+            buf = leaf._value
+        else:
+            return None
+        if e.slice_info is not None or e.expand or e.key in targets:
+            return None
+        targets[e.key] = buf
+    stored = impl.entries(list(targets))
+    if len(stored) < len(targets):
+        return None
+    numpy_of = _NUMPY_OF
+    for key, buf in targets.items():
+        se = stored[key]
+        npd = numpy_of.get(se.dtype)
+        if npd is None or se.slices or buf.shape != se.shape or (buf.dtype is not npd and buf.dtype != npd):
+            return None
+        if not ((fl := buf.flags).writeable and fl.c_contiguous):
+            return None
+    return targets
+
+
+def _read_in_place(reader: CheckpointReader, targets: dict[str, np.ndarray[Any, Any]]) -> None:
+    """Read each key's value straight into its array (checked to fit), in one bulk read."""
+    try:
+        reader.read_many(list(targets), out=targets)
+    except DataLossError as err:
+        raise DataLossError(f"{err.message} (restoring in place: the state is partly restored)",
+                            path=err.path, key=err.key, offset=err.offset) from None
+
+
 def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object, *,
                     reshape: bool = False, sequential: bool = False) -> Any:
     """Read ``entries`` from ``reader``, check them, and assign them (see :meth:`Saver.restore`)."""
@@ -160,6 +215,10 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
         for e, leaf in zip(entries, leaves):
             if leaf is None and isinstance(e.target, str) and not e.expand:
                 raise NotFoundError(f"{e.target!r} is not a value of the state passed as `sess`", key=e.key)
+    direct = _all_in_place(reader, entries, leaves)
+    if direct is not None:
+        _read_in_place(reader, direct)
+        return sess if sess is not None else direct
     specs = _stored_specs(reader, [e.key for e in entries])
     keys = _checkpoint_keys(reader, entries, specs)
     leaf_specs = [(None, None) if leaf is None or e.expand else _state.leaf_spec(leaf)
@@ -201,11 +260,7 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
     # Targets whose memory can take the stored bytes are read into directly, in one bulk read.
     inplace = _inplace_targets(entries, keys, leaves, specs)
     if inplace:
-        try:
-            reader.read_many([keys[i] for i in inplace], out={keys[i]: buf for i, buf in inplace.items()})
-        except DataLossError as err:
-            raise DataLossError(f"{err.message} (restoring in place: the state is partly restored)",
-                                path=err.path, key=err.key, offset=err.offset) from None
+        _read_in_place(reader, {keys[i]: buf for i, buf in inplace.items()})
     for i, (e, key) in enumerate(zip(entries, keys)):
         buf = inplace.get(i)
         if buf is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tfckpt._format.coding import crc32c, unmask
-from tfckpt._format.entries_bulk import Columns, decode_columns, decode_entries
+from tfckpt._format.entries_bulk import Columns, columns_of, decode_columns, decode_entries
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader
 from tfckpt._format.runs import RunQueue, readinto_crc
 from tfckpt._format.slices import TensorSlice, encode_slice_key
@@ -413,16 +413,16 @@ class BundleReader:
         runs = RunQueue(self, verify=self.verify_crc)
         try:
             for names, values, entries in batches:
-                cols = decode_columns(values) if values is not None and not self.header.big_endian else None
-                if cols is None:
-                    if entries is None:
-                        assert values is not None
-                        entries = decode_entries(values, names, self.index_path)
-                    for name, e in zip(names, entries):
-                        self._read_into(name, e, out, result, runs)
-                else:
-                    assert values is not None
-                    self._read_columns(names, values, cols, out, result, runs)
+                cols = None
+                if not self.header.big_endian:  # (big-endian tensors are read one by one, then swapped)
+                    cols = columns_of(entries) if entries is not None else decode_columns(values or [])
+                if cols is not None:
+                    self._read_columns(names, entries if entries is not None else values or [], cols, out, result, runs)
+                    continue
+                if entries is None:
+                    entries = decode_entries(values or [], names, self.index_path)
+                for name, e in zip(names, entries):
+                    self._read_into(name, e, out, result, runs)
             runs.finish()
         finally:
             runs.close()
@@ -440,13 +440,13 @@ class BundleReader:
         result[name] = buf
         runs.add(e.shard_id, name, e.offset, e.size, e.crc32c, buf)
 
-    def _read_columns(self, names: list[str], values: list[bytes], cols: Columns,
+    def _read_columns(self, names: list[str], values: list[bytes] | list[BundleEntry], cols: Columns,
                       out: Mapping[str, np.ndarray[Any, Any]] | None, result: dict[str, np.ndarray[Any, Any]],
                       runs: RunQueue) -> None:
         """:meth:`_read_into` for a batch of entries decoded by columns: tensors of a fixed-size
         dtype whose byte size fits their shape are checked and queued inline; any other entry
         (a string, a partitioned tensor, an entry to decode one by one, any error) goes through
-        :meth:`_read_into`."""
+        :meth:`_read_into`. ``values`` are the entries, encoded or decoded."""
         get = out.get if out is not None else None
         layouts = _LAYOUTS
         add = runs.add
@@ -470,6 +470,8 @@ class BundleReader:
                     add(shard, name, offset, size, crc, buf)
                     continue
                 e = _new(BundleEntry, (spec[0], spec[1], shard, offset, size, crc, ()))
+            elif isinstance(raw, BundleEntry):
+                e = raw
             else:
                 e = BundleEntry.decode(raw, key=name, path=self.index_path)
             self._read_into(name, e, out, result, runs)

@@ -26,7 +26,7 @@ from tfckpt._format.entry import _HEADS, _KNOWN_DTYPES, BundleEntry, _parse_head
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import InvalidArgumentError
 
-__all__ = ["Columns", "decode_columns", "decode_entries", "encode_tails"]
+__all__ = ["Columns", "columns_of", "decode_columns", "decode_entries", "encode_tails"]
 
 _MIN_BATCH = 32  # below this, one at a time is as fast
 _SHIFTS = (7 * np.arange(10)).astype(np.uint64)
@@ -131,6 +131,12 @@ def decode_columns(values: list[bytes]) -> Columns | None:
     pos += 5 * has
     ok &= pos == ends
     return Columns(specs, shard.tolist(), fields[0].tolist(), fields[1].tolist(), crc.tolist(), ok.tolist())
+
+
+def columns_of(entries: list[BundleEntry]) -> Columns:
+    """The :class:`Columns` of entries already decoded (those with slices are not ``ok``)."""
+    return Columns([e[:2] for e in entries], [e.shard_id for e in entries], [e.offset for e in entries],
+                   [e.size for e in entries], [e.crc32c for e in entries], [not e.slices for e in entries])
 
 
 def decode_entries(values: list[bytes], names: list[str], path: str) -> list[BundleEntry]:

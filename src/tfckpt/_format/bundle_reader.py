@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -332,19 +331,24 @@ class BundleReader:
             wanted = list(dict.fromkeys(names))
             return self._read_many(self._batches_of(wanted), out, wanted)
 
-    def _raw_of(self, names: list[str]) -> dict[str, bytes]:
-        """The undecoded entries of those of ``names`` the index has, from one walk of it."""
+    def _raw_of(self, names: list[str]) -> tuple[list[str], list[bytes]]:
+        """Those of ``names`` (distinct) the index has, and their undecoded entries, from one walk
+        of it (in index order). The names are the objects of ``names``: a walk of a big index
+        keeps none of the names it decodes."""
         raw = self._raw
         if self._names is not None:
-            return {n: v for n in names if (v := raw.get(n)) is not None}
-        want = set(names)
-        found: dict[str, bytes] = {}
-        for key, value in self._table.items():
-            if key and key[0] != 0:
-                name = key.decode("utf-8", "surrogateescape")
-                if name in want:
-                    found[name] = value
-        return found
+            found = [n for n in names if n in raw]
+            return found, [raw[n] for n in found]
+        want = {n: n for n in names}
+        get = want.get
+        found = []
+        values = []
+        for keys, vals in self._table.blocks():
+            for key, value in zip(keys, vals):
+                if key and key[0] != 0 and (name := get(key.decode("utf-8", "surrogateescape"))) is not None:
+                    found.append(name)
+                    values.append(value)
+        return found, values
 
     def entries(self, names: Iterable[str]) -> dict[str, BundleEntry]:
         """The entries of those of ``names`` the checkpoint has (absent names are left out; the
@@ -354,9 +358,8 @@ class BundleReader:
         got = {n: e for n in wanted if (e := cache.get(n)) is not None} if cache else {}
         todo = [n for n in wanted if n not in got] if got else wanted
         if len(todo) >= _BULK:
-            raw = self._raw_of(todo)
-            names = list(raw)
-            found = dict(zip(names, decode_entries(list(raw.values()), names, self.index_path)))
+            names, raw = self._raw_of(todo)
+            found = dict(zip(names, decode_entries(raw, names, self.index_path)))
             cache.update(found)
             got.update(found)
             return got
@@ -381,18 +384,18 @@ class BundleReader:
             entries = [cache.get(n) or self._lookup(n) for n in wanted]
             yield wanted, None, entries
             return
-        raw = self._raw_of(todo)
-        if len(raw) < len(todo):
+        names, raw = self._raw_of(todo)
+        if len(names) < len(todo):
+            have = set(names)
             for n in todo:
-                if n not in raw:
+                if n not in have:
                     self._lookup(n)  # raises TensorNotFoundError
             raise InternalError(f"{self.index_path}: the index walk missed entries that lookups find")
         if cache:
-            names = [n for n in wanted if n in cache]
-            yield names, None, [cache[n] for n in names]
-        items = iter(raw.items())
-        while batch := list(islice(items, _DECODE_BATCH)):
-            yield [n for n, _ in batch], [v for _, v in batch], None
+            cached = [n for n in wanted if n in cache]
+            yield cached, None, [cache[n] for n in cached]
+        for i in range(0, len(names), _DECODE_BATCH):
+            yield names[i : i + _DECODE_BATCH], raw[i : i + _DECODE_BATCH], None
 
     def _every_batch(self) -> Iterator[_Batch]:
         """The entries of every tensor in key order, a table block at a time (nothing cached)."""

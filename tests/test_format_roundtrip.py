@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tfckpt
-from tfckpt._format.coding import crc32c, decode_varint, encode_varint, mask, unmask
+from tfckpt._format.coding import crc32c, decode_varint, encode_varint, encode_varints, mask, unmask
 from tfckpt._format.entry import BundleEntry, BundleHeader
 from tfckpt._format.slices import TensorSlice, encode_signed_num_increasing, encode_slice_key
 from tfckpt._format.strings import decode_strings, encode_strings
@@ -47,6 +47,11 @@ def test_varint_roundtrip(v: int) -> None:
     enc = encode_varint(v)
     assert decode_varint(enc, 0) == (v, len(enc))
     assert decode_varint(b"xx" + enc + b"yy", 2) == (v, 2 + len(enc))
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=50))
+def test_varints_of_an_array_match_one_by_one(values: list[int]) -> None:
+    assert encode_varints(np.array(values, np.uint64)) == b"".join(map(encode_varint, values))
 
 
 def test_varint_errors() -> None:

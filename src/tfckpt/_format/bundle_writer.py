@@ -138,7 +138,7 @@ class _Item:
     dtype: DType
     enum: int  # dtype.as_datatype_enum
     array: np.ndarray[Any, Any]
-    nbytes: int
+    nbytes: int  # -1 for strings
     shard: int | None
 
 
@@ -156,6 +156,11 @@ def _check_name(name: object) -> str:
     if name.startswith("\x00"):
         raise InvalidArgumentError(f"tensor name {name!r} must not start with a NUL byte (reserved for slices)")
     return name
+
+
+def _string_weight(arr: np.ndarray[Any, Any]) -> int:
+    """About the bytes a string tensor takes in a data file (to balance shards)."""
+    return sum(map(len, arr.reshape(-1).tolist())) + 5 * arr.size
 
 
 class BundleWriter:
@@ -226,7 +231,7 @@ class BundleWriter:
             raise UnimplementedError(f"tensor {name!r}: {dtype.name} tensors cannot be stored in a checkpoint")
         if shard is not None and not 0 <= shard < self.num_shards:
             raise InvalidArgumentError(f"tensor {name!r}: shard {shard} is not in [0, {self.num_shards})")
-        nbytes = sum(map(len, arr.reshape(-1))) + 5 * arr.size if enum == _DT_STRING else arr.nbytes
+        nbytes = -1 if enum == _DT_STRING else arr.nbytes  # (strings: weighed only to balance shards)
         item = _Item(key, name, dtype, enum, arr, nbytes, shard)
         if self._keys is None:
             self._last_key = key
@@ -254,7 +259,7 @@ class BundleWriter:
         self._open_stream()
         view: Any
         if it.enum == _DT_STRING:
-            view, crc = encode_strings(list(it.array.reshape(-1)))
+            view, crc = encode_strings(it.array.reshape(-1).tolist())
             size = len(view)
         else:
             view = _bytes_of(it.array)
@@ -348,14 +353,15 @@ class BundleWriter:
             return shards
         load = [0] * self.num_shards
         assigned: dict[int, int] = {}
+        weight = {id(it): it.nbytes if it.nbytes >= 0 else _string_weight(it.array) for it in self._items}
         for it in self._items:
             if it.shard is not None:
                 assigned[id(it)] = it.shard
-                load[it.shard] += it.nbytes
-        for it in sorted((i for i in self._items if i.shard is None), key=lambda i: -i.nbytes):
+                load[it.shard] += weight[id(it)]
+        for it in sorted((i for i in self._items if i.shard is None), key=lambda i: -weight[id(i)]):
             s = min(range(self.num_shards), key=load.__getitem__)
             assigned[id(it)] = s
-            load[s] += it.nbytes
+            load[s] += weight[id(it)]
         for it in self._items:  # keep the order of addition inside each shard
             shards[assigned[id(it)]].append(it)
         return shards
@@ -419,7 +425,7 @@ class BundleWriter:
                     view: Any
                     crc: int | None
                     if it.enum == _DT_STRING:
-                        view, crc = encode_strings(list(it.array.reshape(-1)))
+                        view, crc = encode_strings(it.array.reshape(-1).tolist())
                         size = len(view)
                     else:
                         view = _bytes_of(it.array)

@@ -23,6 +23,7 @@ import struct
 from collections.abc import Iterable
 
 import crc32c as _crc32c_mod
+import numpy as np
 
 from tfckpt.errors import DataLossError, InvalidArgumentError
 
@@ -33,6 +34,7 @@ __all__ = [
     "crc32c",
     "decode_varint",
     "encode_varint",
+    "encode_varints",
     "mask",
     "unmask",
 ]
@@ -86,6 +88,32 @@ def encode_varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_POW7 = np.array([1 << (7 * k) for k in range(1, 10)], np.uint64)  # a varint of v has 1 + sum(v >= _POW7) bytes
+
+
+def encode_varints(values: np.ndarray) -> bytes:  # type: ignore[type-arg]
+    """The varints of an array of non-negative integers (below 2**64), back to back.
+
+    Example:
+        >>> encode_varints(np.array([1, 300, 0], np.uint64)).hex()
+        '01ac0200'
+    """
+    v = np.asarray(values, np.uint64).reshape(-1)
+    if not v.size:
+        return b""
+    top = int(v.max())
+    if top < 0x80:  # one byte each: the usual case of string lengths
+        return v.astype(np.uint8).tobytes()
+    k = 1 + (v[:, None] >= _POW7).sum(axis=1)
+    starts = np.cumsum(k) - k
+    out = np.empty(int(k.sum()), np.uint8)
+    for j in range(int(k.max())):
+        sel = k > j
+        byte = (v[sel] >> np.uint64(7 * j)) & np.uint64(0x7F)
+        out[starts[sel] + j] = byte | np.where(k[sel] > j + 1, np.uint64(0x80), np.uint64(0))
+    return out.tobytes()
 
 
 def decode_varint(

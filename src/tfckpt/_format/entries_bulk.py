@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tfckpt._format.coding import encode_varint
+from tfckpt._format.coding import _POW7, encode_varint
 from tfckpt._format.entry import _HEADS, _KNOWN_DTYPES, BundleEntry, _parse_head
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import InvalidArgumentError
@@ -33,7 +33,6 @@ _SHIFTS = (7 * np.arange(10)).astype(np.uint64)
 _TEN = np.arange(10)
 _FOUR = np.arange(1, 5)
 _WIDTH = 32  # longest tail: shard (1 + 3), offset and size (1 + 9 each), crc32c (1 + 4)
-_POW7 = np.array([1 << (7 * k) for k in range(1, 9)], np.uint64)
 _new = tuple.__new__
 
 

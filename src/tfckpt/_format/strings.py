@@ -20,35 +20,27 @@ from itertools import accumulate
 
 import numpy as np
 
-from tfckpt._format.coding import FIXED32, FIXED64, crc32c, decode_varint, encode_varint, mask, unmask
+from tfckpt._format.coding import FIXED32, FIXED64, crc32c, decode_varint, encode_varints, mask, unmask
 from tfckpt.errors import DataLossError
 
 __all__ = ["decode_strings", "encode_strings"]
 
 
-def _length_bytes(lengths: Sequence[int]) -> bytes:
+def _length_bytes(lengths: Sequence[int] | np.ndarray) -> bytes:  # type: ignore[type-arg]
     """The lengths as the CRC sees them: 4-byte little-endian each (8 bytes above 4 GiB)."""
-    if not lengths:
-        return b""
-    if max(lengths) <= 0xFFFFFFFF:
-        return np.asarray(lengths, dtype="<u4").tobytes()
-    return b"".join(FIXED32.pack(n) if n <= 0xFFFFFFFF else FIXED64.pack(n) for n in lengths)
-
-
-def _varints(lengths: Sequence[int]) -> bytes:
-    if lengths and max(lengths) < 0x80:  # the usual case: one byte per length
-        return np.asarray(lengths, dtype=np.uint8).tobytes()
-    return b"".join([encode_varint(n) for n in lengths])
+    arr = np.asarray(lengths, np.uint64)
+    if not arr.size or int(arr.max()) <= 0xFFFFFFFF:
+        return arr.astype("<u4").tobytes()
+    return b"".join(FIXED32.pack(n) if n <= 0xFFFFFFFF else FIXED64.pack(n) for n in arr.tolist())
 
 
 def encode_strings(elements: Sequence[bytes]) -> tuple[bytes, int]:
     """Payload bytes and the masked entry CRC for string elements (row-major)."""
-    lengths = list(map(len, elements))
+    lengths = np.fromiter(map(len, elements), np.uint64, len(elements))
     crc_len = crc32c(_length_bytes(lengths))
-    stored = FIXED32.pack(mask(crc_len))
-    body = b"".join(elements)
-    crc = crc32c(body, crc32c(stored, crc_len))
-    payload = _varints(lengths) + stored + body
+    head = encode_varints(lengths) + FIXED32.pack(mask(crc_len))
+    payload = b"".join([head, *elements])  # (one copy of the elements)
+    crc = crc32c(memoryview(payload)[len(head) - 4 :], crc_len)  # the stored CRC, then the elements
     return payload, mask(crc)
 
 

@@ -120,6 +120,15 @@ def test_string_corruption_detected() -> None:
         decode_strings(payload[:-1], 2, crc)
 
 
+def test_string_lengths_that_overflow_64_bits() -> None:
+    # Two lengths whose sum wraps around 2**64 to the real size must not pass for it.
+    body = b"ab"
+    lengths = [2**64 - 1, 3]
+    payload = b"".join(map(encode_varint, lengths)) + b"\0\0\0\0" + body
+    with pytest.raises(tfckpt.errors.DataLossError, match="lengths add up to"):
+        decode_strings(payload, 2, None)
+
+
 # -- entries -----------------------------------------------------------------------
 
 shapes = st.lists(st.integers(0, 2**12), max_size=5).map(tuple)

@@ -44,16 +44,19 @@ def encode_strings(elements: Sequence[bytes]) -> tuple[bytes, int]:
     return payload, mask(crc)
 
 
-def _decode_lengths(buf: bytes | memoryview, count: int, n: int) -> tuple[list[int], int]:
-    """The ``count`` leading varints of ``buf`` and the position after them."""
-    if count and max(memoryview(buf)[:count]) < 0x80:  # every length fits one byte
-        return list(bytes(memoryview(buf)[:count])), count
+def _decode_lengths(buf: bytes | memoryview, count: int,
+                    n: int) -> tuple[np.ndarray | list[int], int, int]:  # type: ignore[type-arg]
+    """The ``count`` leading varints of ``buf`` (``count <= n``: a uint8 array when each is one
+    byte, else a list), their sum and the position after them."""
+    head = np.frombuffer(buf, np.uint8, count)
+    if not count or int(head.max()) < 0x80:  # every length fits one byte
+        return head, int(head.sum(dtype=np.int64)), count
     pos = 0
     lengths: list[int] = []
     for _ in range(count):
         length, pos = decode_varint(buf, pos, n)
         lengths.append(length)
-    return lengths, pos
+    return lengths, sum(lengths), pos
 
 
 def decode_strings(
@@ -81,12 +84,11 @@ def decode_strings(
     if count > n:
         raise fail(f"{count} elements cannot fit in {n} bytes")
     try:
-        lengths, pos = _decode_lengths(buf, count, n)
+        lengths, total, pos = _decode_lengths(buf, count, n)
     except DataLossError as e:
         raise fail(f"bad element length: {e.message}") from None
     if pos + 4 > n:
         raise fail("truncated length checksum")
-    total = sum(lengths)
     if pos + 4 + total != n:
         raise fail(f"lengths add up to {total} bytes but {n - pos - 4} are stored")
     if stored_crc is not None:
@@ -100,5 +102,5 @@ def decode_strings(
             raise fail(f"checksum mismatch (stored {unmask(stored_crc):#010x}, computed {crc:#010x})")
     pos += 4
     data = bytes(buf[pos:])
-    ends = accumulate(lengths)
-    return [data[end - length : end] for length, end in zip(lengths, ends)]
+    sizes = lengths.tolist() if isinstance(lengths, np.ndarray) else lengths
+    return [data[end - length : end] for length, end in zip(sizes, accumulate(sizes))]

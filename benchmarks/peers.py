@@ -85,7 +85,7 @@ class RawFloor(Peer):
                 mv = memoryview(blob)
                 self.layout[name] = (off, np.dtype(np.uint8), (len(blob),), len(blob))
             else:
-                mv = memoryview(a.reshape(-1).view(np.uint8))
+                mv = a.reshape(-1).view(np.uint8).data
                 self.layout[name] = (off, a.dtype, a.shape, a.nbytes)
             views.append(mv)
             off += mv.nbytes
@@ -113,7 +113,7 @@ class RawFloor(Peer):
         with open(path, "rb", buffering=0) as f:
             for name, (_off, dt, shape, _n) in self.layout.items():
                 a = np.empty(shape, dt)
-                self._fill(f, memoryview(a.reshape(-1).view(np.uint8)))
+                self._fill(f, a.reshape(-1).view(np.uint8).data)
                 out[name] = a
         return out
 
@@ -126,7 +126,7 @@ class RawFloor(Peer):
     def read_one(self, path: str, name: str) -> Any:
         off, dt, shape, n = self.layout[name]
         a = np.empty(shape, dt)
-        mv = memoryview(a.reshape(-1).view(np.uint8))
+        mv = a.reshape(-1).view(np.uint8).data
         fd = os.open(path, os.O_RDONLY)
         try:
             done = 0

@@ -26,7 +26,8 @@ def median(rec: dict[str, Any] | None, op: str) -> float | None:
 def find(results: dict[str, Any], workload: str, peer: str) -> dict[str, Any] | None:
     for r in results["runs"]:
         if r["workload"] == workload and r["peer"] == peer:
-            return r
+            rec: dict[str, Any] = r
+            return rec
     return None
 
 

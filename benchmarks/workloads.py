@@ -67,9 +67,11 @@ def _random(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.
             out[start:stop] = block[: stop - start]
         return out.reshape(shape)
     if dt == np.float32:
-        return rng.random(n, dtype=np.float32).reshape(shape)
+        f32: np.ndarray[Any, Any] = rng.random(n, dtype=np.float32)
+        return f32.reshape(shape)
     if dt == np.bool_:
-        return (rng.integers(0, 2, n, dtype=np.uint8) == 1).reshape(shape)
+        bits: np.ndarray[Any, Any] = rng.integers(0, 2, n, dtype=np.uint8) == 1
+        return bits.reshape(shape)
     out = np.empty(n * dt.itemsize, dtype=np.uint8)
     words = n * dt.itemsize // 8
     if words:
@@ -77,7 +79,8 @@ def _random(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.
     tail = n * dt.itemsize - words * 8
     if tail:
         out[words * 8 :] = rng.integers(0, 256, tail, dtype=np.uint8)
-    return out.view(dt).reshape(shape)
+    typed: np.ndarray[Any, Any] = out.view(dt)
+    return typed.reshape(shape)
 
 
 def _bert(quick: bool) -> Workload:
@@ -152,7 +155,7 @@ def _mixed(quick: bool) -> Workload:
         arrays[f"mixed/int8_{i:02d}"] = _random(rng, (4096, 1024 // k), np.int8)
         arrays[f"mixed/int64_{i:02d}"] = _random(rng, (100_000 // k,), np.int64)
     for i in range(5):
-        arrays[f"mixed/mask_{i:02d}"] = _random(rng, (1 << 20) // k, np.bool_)
+        arrays[f"mixed/mask_{i:02d}"] = _random(rng, ((1 << 20) // k,), np.bool_)
     for i in range(2):
         arrays[f"mixed/c64_{i:02d}"] = _random(rng, (100_000 // k,), np.complex64)
     vocab = np.empty(50_000 // k, dtype=object)

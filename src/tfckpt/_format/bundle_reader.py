@@ -318,12 +318,14 @@ class BundleReader:
         """Read many tensors (``None``: every one, in key order), into ``out[name]`` where given,
         else into new arrays.
 
-        Same results and errors as :meth:`read` for each name, but tensors that lie next
-        to each other in a data file are read in runs of about 1 MiB with one ``preadv``
-        each (up to 1024 tensors), straight into their destinations, while the index is
-        still being decoded; every CRC is checked before this returns. A name the index
-        lacks is reported before anything is read. After any other error (a corrupt entry or
-        data, a destination that does not fit) arrays of ``out`` may be partly overwritten.
+        Same results and errors as :meth:`read` for each name, but the index is decoded a
+        batch of entries at a time, and tensors that lie next to each other in a data file
+        are read in runs of about 1 MiB with one ``preadv`` each (up to 1024 tensors),
+        straight into their destinations: small runs as the index is walked, bigger ones by
+        worker threads once it has been. Every CRC is checked before this returns. A name
+        the index lacks is reported before anything is read. After any other error (a
+        corrupt entry or data, a destination that does not fit) arrays of ``out`` may be
+        partly overwritten.
         """
         with paused_gc():
             if names is None:

@@ -1,7 +1,8 @@
 """Reading tensor bytes fast: big tensors in parallel parts, small ones in runs.
 
 Both ``pread``/``preadv`` and ``crc32c`` release the GIL, so worker threads read and
-checksum while the calling thread decodes the index and lays out the next runs.
+checksum in parallel: the parts of a big tensor, and the runs of small ones once the
+calling thread has laid them all out (see :class:`RunQueue` for why not sooner).
 """
 
 from __future__ import annotations

@@ -411,3 +411,26 @@ def test_read_many_golden_formats() -> None:
             bulk = r.read_many()
             for name in r.get_variable_to_shape_map():
                 _same(bulk[name], r.get_tensor(name))
+
+
+@pytest.mark.parametrize("case", ["saver_v1", "savev2_all_dtypes"])
+@pytest.mark.parametrize("bad", ["list", "float", "tensor-like", "dtype", "shape", "readonly"])
+def test_read_into_a_destination_that_is_not_a_fitting_array(case: str, bad: str) -> None:
+    golden = Path(__file__).parent / "golden" / "tf2.21"
+    prefix = str(golden / case / ("model.ckpt" if case == "saver_v1" else "ckpt"))
+    with tfckpt.CheckpointReader(prefix) as r:
+        name = next(n for n, s in r.get_variable_to_shape_map().items()
+                    if s and r.get_variable_to_dtype_map()[n].name == "float32")
+        want = r.get_tensor(name)
+        readonly = np.zeros_like(want)
+        readonly.flags.writeable = False
+        dest = {"list": want.tolist(), "float": 1.0, "tensor-like": memoryview(want.copy()),
+                "dtype": want.astype(np.complex128), "shape": np.zeros(want.size + 1, want.dtype),
+                "readonly": readonly}[bad]
+        with pytest.raises(InvalidArgumentError, match=repr(name)) as one:
+            r.read_into(name, dest)  # type: ignore[arg-type]
+        assert one.value.key == name
+        out = r.read_many()  # every tensor, so that entries are decoded in batches
+        out[name] = dest
+        with pytest.raises(InvalidArgumentError, match=repr(name)):
+            r.read_many(out=out)

@@ -197,8 +197,13 @@ class CheckpointReader:
         if isinstance(self._impl, BundleReader):
             return self._impl.read(name, out=out)
         value = self._impl.read(name)
-        if value.shape != out.shape:
-            raise InvalidArgumentError(f"cannot read {name!r} {list(value.shape)} into shape {list(out.shape)}")
+        if not (isinstance(out, np.ndarray) and out.shape == value.shape and out.dtype == value.dtype
+                and out.flags.writeable):
+            into = (f"an array of {out.dtype}{list(out.shape)}" if isinstance(out, np.ndarray)
+                    else f"a {type(out).__name__}")
+            raise InvalidArgumentError(
+                f"cannot read {name!r} ({value.dtype}{list(value.shape)}) of checkpoint {self.prefix} into {into} "
+                "(must be a writeable numpy array of that dtype and shape)", key=name)
         out[...] = value
         return out
 

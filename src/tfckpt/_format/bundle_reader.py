@@ -77,6 +77,10 @@ def _layout(spec: tuple[int, tuple[int, ...]]) -> tuple[Any, int]:
 def _check_out(prefix: str, name: str, e: BundleEntry, dt: DType, out: np.ndarray[Any, Any], npd: np.dtype[Any],
                *, contiguous: bool) -> None:
     """Raise unless ``out`` can receive tensor ``name``: same shape and dtype, writeable (and C-contiguous)."""
+    if not isinstance(out, np.ndarray):
+        raise InvalidArgumentError(
+            f"cannot read {name!r} ({dt.name}{list(e.shape)}) of checkpoint {prefix} into a "
+            f"{type(out).__name__}: destinations must be numpy arrays", key=name, path=prefix)
     flags = out.flags
     if out.shape != e.shape or out.dtype != npd or not flags.writeable or (contiguous and not flags.c_contiguous):
         need = "C-contiguous and writeable" if contiguous else "writeable"
@@ -467,7 +471,8 @@ class BundleReader:
                     shape = spec[1]
                     if get is None or (buf := get(name)) is None:
                         buf = np.empty(shape, npd)
-                    elif not (buf.shape == shape and (buf.dtype is npd or buf.dtype == npd)
+                    elif not (isinstance(buf, np.ndarray) and buf.shape == shape
+                              and (buf.dtype is npd or buf.dtype == npd)
                               and (fl := buf.flags).writeable and fl.c_contiguous):
                         self._read_into(name, BundleEntry(spec[0], shape, shard, offset, size, crc), out, result, runs)
                         continue  # (it raises the error)

@@ -434,3 +434,49 @@ def test_read_into_a_destination_that_is_not_a_fitting_array(case: str, bad: str
         out[name] = dest
         with pytest.raises(InvalidArgumentError, match=repr(name)):
             r.read_many(out=out)
+
+
+# -- copy=False: read-only views of the mapped data files ------------------------------------
+
+
+def test_views_match_copies_for_every_golden_format() -> None:
+    golden = Path(__file__).parent / "golden" / "tf2.21"
+    for case in ("saver_v1", "savev2_all_dtypes", "snappy_index"):
+        prefix = str(golden / case / ("model.ckpt" if case == "saver_v1" else "ckpt"))
+        copies = tfckpt.read(prefix)
+        views = tfckpt.read(prefix, copy=False)  # (the reader is closed: the views outlive it)
+        assert list(views) == list(copies)
+        for name, a in views.items():
+            _same(a, copies[name])
+            if case != "saver_v1" and a.dtype != object and a.size:
+                assert not a.flags.writeable, name  # a view of the file, not a copy
+
+
+def test_views_of_a_sharded_bundle(sharded: tuple[str, dict[str, np.ndarray]]) -> None:  # type: ignore[type-arg]
+    p, state = sharded
+    names = sorted(state)[::-3]
+    with tfckpt.CheckpointReader(p) as r:
+        got = r.read_many(names, copy=False)
+    assert list(got) == names
+    for n in names:
+        _same(got[n], state[n])
+        assert not got[n].flags.writeable
+
+
+def test_views_check_crcs_and_bounds(tmp_path: Path) -> None:
+    state = {f"t{i:03d}": np.full(100, i, np.float32) for i in range(100)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    with tfckpt.CheckpointReader(p) as r, pytest.raises(InvalidArgumentError, match="copy=False"):
+        r.read_many(out={"t001": np.zeros(100, np.float32)}, copy=False)
+    data = f"{p}.data-00000-of-00001"
+    with open(data, "r+b") as f:
+        f.seek(50 * 400 + 8)
+        f.write(b"\xff\xff\xff\xff")
+    with pytest.raises(DataLossError, match="Checksum does not match for tensor 't050'") as info:
+        tfckpt.read(p, copy=False)
+    assert info.value.key == "t050"
+    assert tfckpt.read(p, copy=False, verify_crc=False)["t050"][2] != 50.0
+    os.truncate(data, 60 * 400 + 3)
+    with pytest.raises(DataLossError, match="t060") as info:
+        tfckpt.read(p, copy=False, verify_crc=False)
+    assert info.value.key == "t060"

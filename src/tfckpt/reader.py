@@ -208,7 +208,8 @@ class CheckpointReader:
         return out
 
     def read_many(self, names: Iterable[str] | None = None, *,
-                  out: Mapping[str, np.ndarray[Any, Any]] | None = None) -> dict[str, np.ndarray[Any, Any]]:
+                  out: Mapping[str, np.ndarray[Any, Any]] | None = None,
+                  copy: bool = True) -> dict[str, np.ndarray[Any, Any]]:
         """Read many tensors at once: ``names`` (default: the keys of ``out``, else every tensor),
         each into ``out[name]`` when ``out`` has it (same dtype and shape, C-contiguous) or into a
         new array. Scalars come back as 0-d arrays.
@@ -216,6 +217,12 @@ class CheckpointReader:
         Faster than one :meth:`get_tensor` per name: small tensors stored next to each other
         are fetched with one system call per run, straight into their destinations, and every
         CRC is still checked.
+
+        ``copy=False`` (not with ``out``) returns read-only arrays backed by a memory map of
+        the data files instead: nothing is copied, and the pages are read when first touched
+        (the CRC check, unless the reader was opened with ``verify_crc=False``, touches them
+        all once). They stay valid after the reader is closed. String tensors, partitioned
+        tensors, big-endian bundles and V1 checkpoints are still read into new arrays.
 
         Example:
             >>> import tempfile, os, numpy as np, tfckpt
@@ -226,8 +233,10 @@ class CheckpointReader:
             >>> got["a"] is buf, buf.tolist(), got["b"].tolist()
             (True, [1.0, 1.0, 1.0], [0, 1])
         """
+        if not copy and out is not None:
+            raise InvalidArgumentError("read_many: copy=False returns views of the files; it cannot fill `out`")
         if isinstance(self._impl, BundleReader):
-            return self._impl.read_many(names if names is not None or out is None else list(out), out)
+            return self._impl.read_many(names if names is not None or out is None else list(out), out, copy=copy)
         wanted = list(names) if names is not None else list(out) if out is not None else self._all_names()
         result: dict[str, np.ndarray[Any, Any]] = {}
         for n in wanted:
@@ -323,9 +332,15 @@ def list_variables(ckpt_dir_or_file: PathLike) -> list[tuple[str, list[int]]]:
         return sorted(r.get_variable_to_shape_map().items())
 
 
-def read(prefix: PathLike, names: list[str] | None = None, *, verify_crc: bool = True) -> dict[str, Any]:
-    """Read tensors (all, or ``names``) into a dict of numpy arrays (0-d arrays for scalars)."""
+def read(prefix: PathLike, names: list[str] | None = None, *, verify_crc: bool = True,
+         copy: bool = True) -> dict[str, Any]:
+    """Read tensors (all, or ``names``) into a dict of numpy arrays (0-d arrays for scalars).
+
+    ``copy=False`` maps the data files instead of reading them: read-only arrays, no copy
+    (see :meth:`CheckpointReader.read_many`); with ``verify_crc=False`` too, opening a model
+    for inference reads nothing but the index until the weights are used.
+    """
     with CheckpointReader(_resolve(prefix), verify_crc=verify_crc) as r, paused_gc():
-        return r.read_many(names)
+        return r.read_many(names, copy=copy)
 
 

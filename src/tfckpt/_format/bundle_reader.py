@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tfckpt._format.coding import crc32c, unmask
-from tfckpt._format.entries_bulk import Columns, columns_of, decode_columns, decode_entries
+from tfckpt._format.entries_bulk import columns_of, decode_columns, decode_entries
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader
 from tfckpt._format.runs import RunQueue, readinto_crc
 from tfckpt._format.slices import TensorSlice, encode_slice_key
@@ -63,6 +63,8 @@ _new = tuple.__new__
 
 # A batch of entries to read: names and, for each, its undecoded or decoded entry.
 _Batch = tuple[list[str], list[bytes] | None, list[BundleEntry] | None]
+# An entry as BundleReader._plain_entries gives it.
+_Plain = tuple[str, Any, Any, int, int, int, int, BundleEntry | None]
 
 
 def _layout(spec: tuple[int, tuple[int, ...]]) -> tuple[Any, int]:
@@ -317,8 +319,8 @@ class BundleReader:
         _check_out(self.prefix, name, e, dt, out, npd, contiguous=True)
         return out
 
-    def read_many(self, names: Iterable[str] | None = None,
-                  out: Mapping[str, np.ndarray[Any, Any]] | None = None) -> dict[str, np.ndarray[Any, Any]]:
+    def read_many(self, names: Iterable[str] | None = None, out: Mapping[str, np.ndarray[Any, Any]] | None = None,
+                  *, copy: bool = True) -> dict[str, np.ndarray[Any, Any]]:
         """Read many tensors (``None``: every one, in key order), into ``out[name]`` where given,
         else into new arrays.
 
@@ -329,13 +331,36 @@ class BundleReader:
         worker threads once it has been. Every CRC is checked before this returns. A name
         the index lacks is reported before anything is read. After any other error (a
         corrupt entry or data, a destination that does not fit) arrays of ``out`` may be
-        partly overwritten.
+        partly overwritten. ``copy=False`` (without ``out``) returns read-only views of the
+        mapped data files where :meth:`read` would (fixed-size dtypes).
         """
         with paused_gc():
-            if names is None:
-                return self._read_many(self._every_batch(), out, None)
-            wanted = list(dict.fromkeys(names))
-            return self._read_many(self._batches_of(wanted), out, wanted)
+            wanted = list(dict.fromkeys(names)) if names is not None else None
+            batches = self._every_batch() if wanted is None else self._batches_of(wanted)
+            if not copy and out is None:
+                return self._views(batches, wanted)
+            return self._read_many(batches, out, wanted)
+
+    def _views(self, batches: Iterator[_Batch], order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
+        """``read_many(copy=False)``: each entry read as :meth:`read` with ``copy=False`` does."""
+        result: dict[str, np.ndarray[Any, Any]] = dict.fromkeys(order, _EMPTY) if order is not None else {}
+        files = self._files
+        maps: dict[int, memoryview] = {}  # shard -> its whole data file, mapped
+        verify = self.verify_crc
+        for name, spec, npd, shard, offset, size, crc, e in self._plain_entries(batches):
+            if e is None:
+                whole = maps.get(shard)
+                if whole is None and (f := files.get(shard)) is not None and f.size:
+                    whole = maps[shard] = f.view(0, f.size)
+                if whole is not None and offset + size <= len(whole):  # (else the general path opens or reports it)
+                    view = whole[offset : offset + size]
+                    if verify and crc32c(view) != unmask(crc):
+                        self._check_crc(BundleEntry(0, (), shard, offset, size, crc), view, name, files[shard])
+                    result[name] = np.frombuffer(view, npd).reshape(spec[1])
+                    continue
+                e = _new(BundleEntry, (spec[0], spec[1], shard, offset, size, crc, ()))
+            result[name] = self._read_whole(name, e, copy=False)
+        return result
 
     def _raw_of(self, names: list[str]) -> tuple[list[str], list[bytes]]:
         """Those of ``names`` (distinct) the index has, and their undecoded entries, from one walk
@@ -414,24 +439,65 @@ class BundleReader:
                     raw.append(value)
             yield names, raw, None
 
+    def _plain_entries(self, batches: Iterator[_Batch]) -> Iterator[_Plain]:
+        """Each entry of ``batches``, decoded by columns where it can be. A tensor of a fixed-size
+        dtype whose byte size fits its shape (1 byte to 8 MiB, little-endian bundle) comes as
+        ``(name, (dtype, shape), numpy dtype, shard, offset, size, crc, None)``; any other
+        entry (strings, partitioned tensors, corrupt entries...) as ``(name, ..., entry)``."""
+        layouts = _LAYOUTS
+        path = self.index_path
+        for names, values, entries in batches:
+            cols = None
+            if not self.header.big_endian:  # (big-endian tensors are read one by one, then swapped)
+                cols = columns_of(entries) if entries is not None else decode_columns(values or [])
+            if cols is None:
+                if entries is None:
+                    entries = decode_entries(values or [], names, path)
+                for name, e in zip(names, entries):
+                    yield name, None, None, 0, 0, 0, 0, e
+                continue
+            raws = entries if entries is not None else values or []
+            for name, spec, shard, offset, size, crc, ok, raw in zip(
+                    names, cols.specs, cols.shard, cols.offset, cols.size, cols.crc32c, cols.ok, raws):
+                if ok:
+                    assert spec is not None
+                    lay = layouts.get(spec)
+                    if lay is None:
+                        lay = _layout(spec)
+                    if lay[1] == size and 0 < size <= _RUN_MAX:
+                        yield name, spec, lay[0], shard, offset, size, crc, None
+                    else:
+                        yield name, None, None, 0, 0, 0, 0, _new(BundleEntry, (spec[0], spec[1], shard, offset, size,
+                                                                               crc, ()))
+                elif isinstance(raw, BundleEntry):
+                    yield name, None, None, 0, 0, 0, 0, raw
+                else:
+                    yield name, None, None, 0, 0, 0, 0, BundleEntry.decode(raw, key=name, path=path)
+
     def _read_many(self, batches: Iterator[_Batch], out: Mapping[str, np.ndarray[Any, Any]] | None,
                    order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
         """Read the entries of ``batches`` as they come (see :meth:`read_many`); the result
-        follows ``order`` if given."""
+        follows ``order`` if given. Tensors of :meth:`_plain_entries` are checked and queued
+        inline, the others go through :meth:`_read_into`."""
         result: dict[str, np.ndarray[Any, Any]] = dict.fromkeys(order, _EMPTY) if order is not None else {}
         runs = RunQueue(self, verify=self.verify_crc)
+        get = out.get if out is not None else None
+        add = runs.add
         try:
-            for names, values, entries in batches:
-                cols = None
-                if not self.header.big_endian:  # (big-endian tensors are read one by one, then swapped)
-                    cols = columns_of(entries) if entries is not None else decode_columns(values or [])
-                if cols is not None:
-                    self._read_columns(names, entries if entries is not None else values or [], cols, out, result, runs)
-                    continue
-                if entries is None:
-                    entries = decode_entries(values or [], names, self.index_path)
-                for name, e in zip(names, entries):
-                    self._read_into(name, e, out, result, runs)
+            for name, spec, npd, shard, offset, size, crc, e in self._plain_entries(batches):
+                if e is None:
+                    shape = spec[1]
+                    if get is None or (buf := get(name)) is None:
+                        buf = np.empty(shape, npd)
+                    elif not (isinstance(buf, np.ndarray) and buf.shape == shape
+                              and (buf.dtype is npd or buf.dtype == npd)
+                              and (fl := buf.flags).writeable and fl.c_contiguous):
+                        e = BundleEntry(spec[0], shape, shard, offset, size, crc)  # _read_into raises the error
+                    if e is None:
+                        result[name] = buf
+                        add(shard, name, offset, size, crc, buf)
+                        continue
+                self._read_into(name, e, out, result, runs)
             runs.finish()
         finally:
             runs.close()
@@ -448,43 +514,6 @@ class BundleReader:
         buf = self._dest(name, e, dt, dest)
         result[name] = buf
         runs.add(e.shard_id, name, e.offset, e.size, e.crc32c, buf)
-
-    def _read_columns(self, names: list[str], values: list[bytes] | list[BundleEntry], cols: Columns,
-                      out: Mapping[str, np.ndarray[Any, Any]] | None, result: dict[str, np.ndarray[Any, Any]],
-                      runs: RunQueue) -> None:
-        """:meth:`_read_into` for a batch of entries decoded by columns: tensors of a fixed-size
-        dtype whose byte size fits their shape are checked and queued inline; any other entry
-        (a string, a partitioned tensor, an entry to decode one by one, any error) goes through
-        :meth:`_read_into`. ``values`` are the entries, encoded or decoded."""
-        get = out.get if out is not None else None
-        layouts = _LAYOUTS
-        add = runs.add
-        for name, spec, shard, offset, size, crc, ok, raw in zip(
-                names, cols.specs, cols.shard, cols.offset, cols.size, cols.crc32c, cols.ok, values):
-            if ok:
-                assert spec is not None
-                lay = layouts.get(spec)
-                if lay is None:
-                    lay = _layout(spec)
-                if lay[1] == size and 0 < size <= _RUN_MAX:
-                    npd = lay[0]
-                    shape = spec[1]
-                    if get is None or (buf := get(name)) is None:
-                        buf = np.empty(shape, npd)
-                    elif not (isinstance(buf, np.ndarray) and buf.shape == shape
-                              and (buf.dtype is npd or buf.dtype == npd)
-                              and (fl := buf.flags).writeable and fl.c_contiguous):
-                        self._read_into(name, BundleEntry(spec[0], shape, shard, offset, size, crc), out, result, runs)
-                        continue  # (it raises the error)
-                    result[name] = buf
-                    add(shard, name, offset, size, crc, buf)
-                    continue
-                e = _new(BundleEntry, (spec[0], spec[1], shard, offset, size, crc, ()))
-            elif isinstance(raw, BundleEntry):
-                e = raw
-            else:
-                e = BundleEntry.decode(raw, key=name, path=self.index_path)
-            self._read_into(name, e, out, result, runs)
 
     def read(self, name: str, *, copy: bool = True, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read a whole tensor (partitioned tensors are reassembled from their slices).

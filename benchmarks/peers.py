@@ -180,6 +180,28 @@ class TfckptSync(Tfckpt):
     fsync = True
 
 
+class TfckptMmap(Tfckpt):
+    """``tfckpt.read(copy=False, verify_crc=False)``: arrays backed by a memory map of the data
+    files, as safetensors' torch ``load_file`` returns (the pages are read when touched)."""
+
+    name = "tfckpt-mmap"
+    label = "tfckpt (copy=False, verify_crc=False: memory-mapped)"
+
+    def restore(self, path: str) -> Any:
+        import tfckpt
+
+        return tfckpt.read(path, copy=False, verify_crc=False)
+
+    def restore_into(self, path: str, state: Any) -> Any:
+        return None
+
+    def read_one(self, path: str, name: str) -> Any:
+        import tfckpt
+
+        with tfckpt.CheckpointReader(path, verify_crc=False) as r:
+            return r.get_tensor(name, copy=False)
+
+
 class _SaverCalls(Peer):
     """A TF1-style ``Saver`` (``self.saver``, made by ``prepare``) over the state: save without
     .meta and state file, restore into the state's own variables or arrays."""
@@ -436,7 +458,7 @@ class NumpySavez(Peer):
 
 def all_peers() -> list[Peer]:
     """Every peer, the floor and tfckpt first."""
-    return [RawFloor(), Tfckpt(), TfckptSync(), TfckptSaver(), TfSaveV2(), TfSaver(), SafetensorsNumpy(),
+    return [RawFloor(), Tfckpt(), TfckptSync(), TfckptSaver(), TfckptMmap(), TfSaveV2(), TfSaver(), SafetensorsNumpy(),
             SafetensorsTorch(), Torch(), NumpySavez()]
 
 

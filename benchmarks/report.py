@@ -202,6 +202,9 @@ def render_markdown(results: dict[str, Any], command: str, plot_name: str | None
         "- **tfckpt-saver**: `tfckpt.Saver(arrays, sync=False)`, called as the TF1 Saver peer is: "
         "`save(None, prefix, write_meta_graph=False, write_state=False)` and `restore(None, prefix)` into the "
         "arrays (its peak RSS is not measured separately).",
+        "- **tfckpt-mmap**: `tfckpt.read(prefix, copy=False, verify_crc=False)`: read-only arrays backed by a "
+        "memory map of the data files, pages read on first touch; compare its restore with **safetensors-pt**'s, "
+        "which does the same (not a full restore; its save is tfckpt's).",
         "- **tf-savev2**: `tf.raw_ops.SaveV2` / `RestoreV2` on eager tensors; read one = `RestoreV2` of one name.",
         "- **tf-saver**: `tf.compat.v1.train.Saver(var_list={name: tf.Variable})` in eager mode, "
         "`save(write_meta_graph=False, write_state=False)` and `restore` into the variables; read one = "

@@ -25,11 +25,12 @@ def _run(tmp_path: Path, *args: str) -> dict[str, Any]:
 
 
 def test_quick_run_restores_exact_values_and_writes_the_report(tmp_path: Path) -> None:
-    res = _run(tmp_path, "--only", "mixed,index100k", "--peers", "raw,tfckpt,tfckpt-sync,npz", "--no-rss")
+    res = _run(tmp_path, "--only", "mixed,index100k", "--peers", "raw,tfckpt,tfckpt-sync,tfckpt-mmap,npz", "--no-rss")
     assert list(res["workloads"]) == ["mixed", "index100k"]
     assert res["workloads"]["index100k"]["count"] == 2000
     runs = {(r["workload"], r["peer"]): r for r in res["runs"]}
-    assert set(runs) == {(w, p) for w in ("mixed", "index100k") for p in ("raw", "tfckpt", "tfckpt-sync", "npz")}
+    assert set(runs) == {(w, p) for w in ("mixed", "index100k")
+                         for p in ("raw", "tfckpt", "tfckpt-sync", "tfckpt-mmap", "npz")}
     for key, r in runs.items():
         assert r["skipped"] is None, key
         assert r["read_one_ok"] is True, key
@@ -40,6 +41,7 @@ def test_quick_run_restores_exact_values_and_writes_the_report(tmp_path: Path) -
     assert runs[("mixed", "tfckpt")]["fsync"] is False
     assert len(runs[("mixed", "tfckpt")]["restore_into"]) == 2
     assert runs[("mixed", "npz")]["restore_into"] == []
+    assert runs[("mixed", "tfckpt-mmap")]["restore_into"] == []  # (its restore: memory-mapped views)
     assert "bfloat16 stored as a uint16 view" in runs[("mixed", "npz")]["notes"]
     # tfckpt's open + read one reads the index and that tensor, nothing else
     rec = runs[("index100k", "tfckpt")]

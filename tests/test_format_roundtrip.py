@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tfckpt
-from tfckpt._format.coding import crc32c, decode_varint, encode_varint, encode_varints, mask, unmask
+from tfckpt._format.coding import (
+    crc32c,
+    decode_varint,
+    encode_varint,
+    encode_varints,
+    mask,
+    masked_crcs,
+    unmask,
+)
 from tfckpt._format.entry import BundleEntry, BundleHeader
 from tfckpt._format.slices import TensorSlice, encode_signed_num_increasing, encode_slice_key
 from tfckpt._format.strings import decode_strings, encode_strings
@@ -52,6 +60,11 @@ def test_varint_roundtrip(v: int) -> None:
 @given(st.lists(st.integers(0, 2**64 - 1), max_size=50))
 def test_varints_of_an_array_match_one_by_one(values: list[int]) -> None:
     assert encode_varints(np.array(values, np.uint64)) == b"".join(map(encode_varint, values))
+
+
+@given(st.lists(st.binary(max_size=40), max_size=150))
+def test_masked_crcs_match_one_by_one(buffers: list[bytes]) -> None:
+    assert masked_crcs(buffers) == [mask(crc32c(b)) for b in buffers]  # (numpy from 64 buffers on)
 
 
 def test_varint_errors() -> None:

@@ -341,6 +341,41 @@ def test_writer_finds_duplicates_in_any_order(tmp_path: Path, order: list[str]) 
     assert tfckpt.read(str(tmp_path / "p")) == {"a": 1, "b": 1, "c": 1, "d": 3}
 
 
+_adds = st.lists(st.tuples(
+    st.one_of(st.sampled_from(["a", "b", "c", "d/e", "\u00e9", "", "\x00x"]), st.integers(0, 3)),
+    st.sampled_from(["f32", "f64", "strided", "big-endian", "text", "int", "scalar"])), max_size=12)
+
+
+def _value(kind: str) -> object:
+    return {"f32": np.arange(3, dtype=np.float32), "f64": np.ones((2, 2)), "strided": np.arange(8.0)[::2],
+            "big-endian": np.arange(3, dtype=">i4"), "text": "t", "int": 7, "scalar": np.float32(2)}[kind]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_adds)
+def test_writer_add_many_is_add_one_by_one(tmp_path: Path, adds: list[tuple[object, str]]) -> None:
+    # The same files, or the same error after the same tensors, whatever the names and values.
+    def run(d: str, many: bool) -> tuple[str | None, dict[str, bytes]]:
+        w = tfckpt.BundleWriter(os.path.join(tmp_path, d, "p"))
+        pairs = [(n, _value(k)) for n, k in adds]
+        try:
+            if many:
+                w.add_many(pairs)  # type: ignore[arg-type]
+            else:
+                for n, v in pairs:
+                    w.add(n, v)  # type: ignore[arg-type]
+        except tfckpt.errors.CheckpointError as e:
+            err: str | None = f"{type(e).__name__}: {e}"
+        else:
+            err = None
+        w.finish()
+        folder = os.path.join(tmp_path, d)
+        return err, {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
+
+    tag = str(abs(hash(repr(adds))))
+    assert run(tag + "-many", True) == run(tag + "-one", False)
+
+
 def test_python_values_follow_numpy(tmp_path: Path) -> None:
     p = tfckpt.write({"i": 3, "f": 1.5, "s": "héllo", "b": b"\x00\xff", "l": ["a", b"b"], "t": True},
                      str(tmp_path / "c"))

@@ -57,10 +57,7 @@ def write(
         except (AttributeError, TypeError):
             bad = next(k for k in (items if mapping else [it[0] for it in items]) if not isinstance(k, str))
             raise InvalidArgumentError(f"tensor names must be str, got {type(bad).__name__}: {bad!r}") from None
-        get = tensors.__getitem__ if isinstance(tensors, Mapping) else None
-        for it in items:
-            name, value = (it, get(it)) if get is not None else it
-            w.add(name, value)
+        w.add_many(zip(items, map(tensors.__getitem__, items)) if isinstance(tensors, Mapping) else items)
         done = w.finish()
         del w, items  # freed while the collector is paused: re-enabling it finds nothing to traverse
     return done

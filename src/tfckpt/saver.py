@@ -366,12 +366,15 @@ class Saver:
             raise FailedPreconditionError(f"Unexpected write_version: {self._write_version}")
         num_shards, shard_of = self._num_shards(items)
         w = BundleWriter(checkpoint_file, num_shards=num_shards, sync=self._sync)
-        for key, value, sl in items:
-            shard = shard_of(value) if shard_of else None
-            if sl is not None:
-                w.add_slice(key, sl.full_shape, sl.slice_spec, value, shard=shard)
-            else:
-                w.add(key, value, shard=shard)
+        if shard_of is None and all(sl is None for _, _, sl in items):
+            w.add_many((key, value) for key, value, _ in items)
+        else:
+            for key, value, sl in items:
+                shard = shard_of(value) if shard_of else None
+                if sl is not None:
+                    w.add_slice(key, sl.full_shape, sl.slice_spec, value, shard=shard)
+                else:
+                    w.add(key, value, shard=shard)
         return w.finish(), entries, values
 
     def _num_shards(self, items: list[tuple[str, object, SaveSliceInfo | None]]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
@@ -296,6 +296,37 @@ class BundleWriter:
         if name in self._partitioned:
             raise InvalidArgumentError(f"Adding duplicate key: {name!r} (already added as slices)")
         self._append(name.encode("utf-8", "surrogateescape"), name, value, shard)
+
+    def add_many(self, pairs: Iterable[tuple[str, object]]) -> None:
+        """:meth:`add` each ``(name, value)`` in turn (with the same checks and errors).
+
+        The common case costs about half as much: str names in increasing order, and values
+        that are C-contiguous numpy arrays of numpy's own dtypes.
+
+        Example:
+            >>> import numpy as np, tempfile, os
+            >>> w = BundleWriter(os.path.join(tempfile.mkdtemp(), "ckpt"))
+            >>> w.add_many([("a", np.zeros(2)), ("b", "text")])
+            >>> len(w)
+            2
+        """
+        items = self._items
+        plain = _PLAIN
+        last = self._last_key
+        for name, value in pairs:
+            if self._keys is not None or self._streaming or self._partitioned:
+                self.add(name, value)
+                continue  # (the general path from now on)
+            if type(name) is str and name and name[0] != "\x00" and type(value) is np.ndarray:
+                key = name.encode("utf-8", "surrogateescape")
+                if key > last and value.flags.c_contiguous and (dtype := plain.get(value.dtype)) is not None:
+                    items.append(_Item(key, name, dtype, dtype.as_datatype_enum, value, value.nbytes, None))
+                    last = key
+                    continue
+            self._last_key = last
+            self.add(name, value)
+            last = self._last_key
+        self._last_key = last
 
     def add_slice(
         self,

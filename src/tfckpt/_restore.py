@@ -12,7 +12,7 @@ import numpy as np
 
 from tfckpt import _state
 from tfckpt._convert import framework_of
-from tfckpt._format.bundle_reader import BundleReader
+from tfckpt._format.bundle_reader import FIXED_DTYPES, BundleReader
 from tfckpt._state import Entry
 from tfckpt.dtypes import DType, dtype_from_enum, dtype_of_numpy
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
@@ -153,14 +153,8 @@ def _inplace_targets(entries: list[Entry], keys: list[str], leaves: list[object]
 
 # stored dtype enum -> the numpy dtype of arrays a value of it can be read straight into: the
 # fixed-size dtypes whose numpy dtype maps back to them (not the quantized ones, stored as ints)
-_NUMPY_OF: dict[int, np.dtype[Any]] = {}
-for _enum in range(1, 100):
-    try:
-        _dt = dtype_from_enum(_enum)
-    except InvalidArgumentError:
-        continue
-    if _dt.is_fixed_size and dtype_of_numpy(_dt.numpy_dtype) is _dt:
-        _NUMPY_OF[_enum] = _dt.numpy_dtype
+_NUMPY_OF: dict[int, np.dtype[Any]] = {
+    enum: dt.numpy_dtype for enum, dt in FIXED_DTYPES.items() if dtype_of_numpy(dt.numpy_dtype) is dt}
 
 
 def _all_in_place(reader: CheckpointReader, entries: list[Entry],

@@ -33,7 +33,7 @@ from tfckpt.errors import (
     UnimplementedError,
 )
 
-__all__ = ["BundleReader"]
+__all__ = ["FIXED_DTYPES", "BundleReader"]
 
 # Consumer version implemented here (kTensorBundleVersion).
 _CONSUMER = 1
@@ -47,14 +47,14 @@ _EMPTY: np.ndarray[Any, Any] = np.empty(0)
 
 
 # dtype enum -> DType, for the fixed-size dtypes numpy can hold (read_many's fast path).
-_FIXED: dict[int, DType] = {}
+FIXED_DTYPES: dict[int, DType] = {}
 for _enum in range(1, 100):
     try:
         _dt = dtype_from_enum(_enum)
     except InvalidArgumentError:
         continue
     if _dt.is_fixed_size:
-        _FIXED[_enum] = _dt
+        FIXED_DTYPES[_enum] = _dt
 
 _NO_LAYOUT: tuple[Any, int] = (None, -1)
 # (dtype enum, shape) -> (numpy dtype, byte size) of tensors read_many reads in runs (no size matches -1)
@@ -69,7 +69,7 @@ _Plain = tuple[str, Any, Any, int, int, int, int, BundleEntry | None]
 
 def _layout(spec: tuple[int, tuple[int, ...]]) -> tuple[Any, int]:
     """(numpy dtype, byte size) of tensors of dtype and shape ``spec``, remembered (up to 4096)."""
-    dt = _FIXED.get(spec[0])
+    dt = FIXED_DTYPES.get(spec[0])
     lay = _NO_LAYOUT if dt is None else (dt.numpy_dtype, math.prod(spec[1]) * dt.numpy_dtype.itemsize)
     if len(_LAYOUTS) < 4096:
         _LAYOUTS[spec] = lay
@@ -507,7 +507,7 @@ class BundleReader:
                    result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> None:
         """Read entry ``e`` of ``name`` into ``result[name]``: queued in ``runs`` when it can be."""
         dest = out.get(name) if out is not None else None
-        dt = _FIXED.get(e.dtype)
+        dt = FIXED_DTYPES.get(e.dtype)
         if dt is None or e.slices or self.header.big_endian or not 0 < e.size <= _RUN_MAX:
             result[name] = self._read_whole(name, e, out=dest)
             return

@@ -12,7 +12,8 @@ import numpy as np
 
 from tfckpt import _state
 from tfckpt._convert import framework_of
-from tfckpt._format.bundle_reader import FIXED_DTYPES, BundleReader
+from tfckpt._format.bulk_reads import FIXED_DTYPES
+from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._state import Entry
 from tfckpt.dtypes import DType, dtype_from_enum, dtype_of_numpy
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from tfckpt._format.bulk_reads import BulkReads
 from tfckpt._format.coding import crc32c, unmask
-from tfckpt._format.entries_bulk import columns_of, decode_columns, decode_entries
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader
-from tfckpt._format.runs import RunQueue, readinto_crc
+from tfckpt._format.runs import readinto_crc
 from tfckpt._format.slices import TensorSlice, encode_slice_key
 from tfckpt._format.strings import decode_strings
 from tfckpt._format.table import TableReader
@@ -26,54 +26,16 @@ from tfckpt._storage import LocalFile, read_whole_file
 from tfckpt.dtypes import DType, dtype_from_enum
 from tfckpt.errors import (
     DataLossError,
-    InternalError,
     InvalidArgumentError,
     NotFoundError,
     TensorNotFoundError,
     UnimplementedError,
 )
 
-__all__ = ["FIXED_DTYPES", "BundleReader"]
+__all__ = ["BundleReader"]
 
 # Consumer version implemented here (kTensorBundleVersion).
 _CONSUMER = 1
-
-_RUN_MAX = 8 << 20  # read_many reads tensors up to this size in runs (a bigger one is split in parallel parts)
-_BULK = 64  # from this many names not yet decoded, look them up with one walk of the index
-_DECODE_BATCH = 4096  # entries decoded together while reading many tensors
-
-
-_EMPTY: np.ndarray[Any, Any] = np.empty(0)
-
-
-# dtype enum -> DType, for the fixed-size dtypes numpy can hold (read_many's fast path).
-FIXED_DTYPES: dict[int, DType] = {}
-for _enum in range(1, 100):
-    try:
-        _dt = dtype_from_enum(_enum)
-    except InvalidArgumentError:
-        continue
-    if _dt.is_fixed_size:
-        FIXED_DTYPES[_enum] = _dt
-
-_NO_LAYOUT: tuple[Any, int] = (None, -1)
-# (dtype enum, shape) -> (numpy dtype, byte size) of tensors read_many reads in runs (no size matches -1)
-_LAYOUTS: dict[tuple[int, tuple[int, ...]], tuple[Any, int]] = {}
-_new = tuple.__new__
-
-# A batch of entries to read: names and, for each, its undecoded or decoded entry.
-_Batch = tuple[list[str], list[bytes] | None, list[BundleEntry] | None]
-# An entry as BundleReader._plain_entries gives it.
-_Plain = tuple[str, Any, Any, int, int, int, int, BundleEntry | None]
-
-
-def _layout(spec: tuple[int, tuple[int, ...]]) -> tuple[Any, int]:
-    """(numpy dtype, byte size) of tensors of dtype and shape ``spec``, remembered (up to 4096)."""
-    dt = FIXED_DTYPES.get(spec[0])
-    lay = _NO_LAYOUT if dt is None else (dt.numpy_dtype, math.prod(spec[1]) * dt.numpy_dtype.itemsize)
-    if len(_LAYOUTS) < 4096:
-        _LAYOUTS[spec] = lay
-    return lay
 
 
 def _check_out(prefix: str, name: str, e: BundleEntry, dt: DType, out: np.ndarray[Any, Any], npd: np.dtype[Any],
@@ -94,7 +56,7 @@ def _check_out(prefix: str, name: str, e: BundleEntry, dt: DType, out: np.ndarra
         )
 
 
-class BundleReader:
+class BundleReader(BulkReads):
     """A V2 bundle opened for reading.
 
     Example:
@@ -318,202 +280,6 @@ class BundleReader:
             return np.empty(e.shape, dtype=npd)
         _check_out(self.prefix, name, e, dt, out, npd, contiguous=True)
         return out
-
-    def read_many(self, names: Iterable[str] | None = None, out: Mapping[str, np.ndarray[Any, Any]] | None = None,
-                  *, copy: bool = True) -> dict[str, np.ndarray[Any, Any]]:
-        """Read many tensors (``None``: every one, in key order), into ``out[name]`` where given,
-        else into new arrays.
-
-        Same results and errors as :meth:`read` for each name, but the index is decoded a
-        batch of entries at a time, and tensors that lie next to each other in a data file
-        are read in runs of about 1 MiB with one ``preadv`` each (up to 1024 tensors),
-        straight into their destinations: small runs as the index is walked, bigger ones by
-        worker threads once it has been. Every CRC is checked before this returns. A name
-        the index lacks is reported before anything is read. After any other error (a
-        corrupt entry or data, a destination that does not fit) arrays of ``out`` may be
-        partly overwritten. ``copy=False`` (without ``out``) returns read-only views of the
-        mapped data files where :meth:`read` would (fixed-size dtypes).
-        """
-        with paused_gc():
-            wanted = list(dict.fromkeys(names)) if names is not None else None
-            batches = self._every_batch() if wanted is None else self._batches_of(wanted)
-            if not copy and out is None:
-                return self._views(batches, wanted)
-            return self._read_many(batches, out, wanted)
-
-    def _views(self, batches: Iterator[_Batch], order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
-        """``read_many(copy=False)``: each entry read as :meth:`read` with ``copy=False`` does."""
-        result: dict[str, np.ndarray[Any, Any]] = dict.fromkeys(order, _EMPTY) if order is not None else {}
-        files = self._files
-        maps: dict[int, memoryview] = {}  # shard -> its whole data file, mapped
-        verify = self.verify_crc
-        for name, spec, npd, shard, offset, size, crc, e in self._plain_entries(batches):
-            if e is None:
-                whole = maps.get(shard)
-                if whole is None and (f := files.get(shard)) is not None and f.size:
-                    whole = maps[shard] = f.view(0, f.size)
-                if whole is not None and offset + size <= len(whole):  # (else the general path opens or reports it)
-                    view = whole[offset : offset + size]
-                    if verify and crc32c(view) != unmask(crc):
-                        self._check_crc(BundleEntry(0, (), shard, offset, size, crc), view, name, files[shard])
-                    result[name] = np.frombuffer(view, npd).reshape(spec[1])
-                    continue
-                e = _new(BundleEntry, (spec[0], spec[1], shard, offset, size, crc, ()))
-            result[name] = self._read_whole(name, e, copy=False)
-        return result
-
-    def _raw_of(self, names: list[str]) -> tuple[list[str], list[bytes]]:
-        """Those of ``names`` (distinct) the index has, and their undecoded entries, from one walk
-        of it (in index order). The names are the objects of ``names``: a walk of a big index
-        keeps none of the names it decodes."""
-        raw = self._raw
-        if self._names is not None:
-            found = [n for n in names if n in raw]
-            return found, [raw[n] for n in found]
-        want = {n: n for n in names}
-        get = want.get
-        found = []
-        values = []
-        for keys, vals in self._table.blocks():
-            for key, value in zip(keys, vals):
-                if key and key[0] != 0 and (name := get(key.decode("utf-8", "surrogateescape"))) is not None:
-                    found.append(name)
-                    values.append(value)
-        return found, values
-
-    def entries(self, names: Iterable[str]) -> dict[str, BundleEntry]:
-        """The entries of those of ``names`` the checkpoint has (absent names are left out; the
-        order is unspecified), decoded once and cached: for many names one walk of the index."""
-        wanted = names if isinstance(names, list) else list(names)
-        cache = self._entries
-        got = {n: e for n in wanted if (e := cache.get(n)) is not None} if cache else {}
-        todo = [n for n in wanted if n not in got] if got else wanted
-        if len(todo) >= _BULK:
-            names, raw = self._raw_of(todo)
-            found = dict(zip(names, decode_entries(raw, names, self.index_path)))
-            cache.update(found)
-            got.update(found)
-            return got
-        for n in todo:
-            try:
-                got[n] = self.entry(n)
-            except TensorNotFoundError:
-                pass
-        return got
-
-    def _batches_of(self, wanted: list[str]) -> Iterator[_Batch]:
-        """Batches of the entries of ``wanted`` (distinct names): cached ones first, then the
-        others in index order, a batch at a time (and not cached).
-
-        Raises:
-            TensorNotFoundError: for the first name of ``wanted`` the index lacks, before
-                anything is yielded.
-        """
-        cache = self._entries
-        todo = [n for n in wanted if n not in cache] if cache else wanted
-        if len(todo) < _BULK:
-            entries = [cache.get(n) or self._lookup(n) for n in wanted]
-            yield wanted, None, entries
-            return
-        names, raw = self._raw_of(todo)
-        if len(names) < len(todo):
-            have = set(names)
-            for n in todo:
-                if n not in have:
-                    self._lookup(n)  # raises TensorNotFoundError
-            raise InternalError(f"{self.index_path}: the index walk missed entries that lookups find")
-        if cache:
-            cached = [n for n in wanted if n in cache]
-            yield cached, None, [cache[n] for n in cached]
-        for i in range(0, len(names), _DECODE_BATCH):
-            yield names[i : i + _DECODE_BATCH], raw[i : i + _DECODE_BATCH], None
-
-    def _every_batch(self) -> Iterator[_Batch]:
-        """The entries of every tensor in key order, a table block at a time (nothing cached)."""
-        for keys, values in self._table.blocks():
-            names: list[str] = []
-            raw: list[bytes] = []
-            for key, value in zip(keys, values):
-                if key and key[0] != 0:  # (not the header, not a slice)
-                    names.append(key.decode("utf-8", "surrogateescape"))
-                    raw.append(value)
-            yield names, raw, None
-
-    def _plain_entries(self, batches: Iterator[_Batch]) -> Iterator[_Plain]:
-        """Each entry of ``batches``, decoded by columns where it can be. A tensor of a fixed-size
-        dtype whose byte size fits its shape (1 byte to 8 MiB, little-endian bundle) comes as
-        ``(name, (dtype, shape), numpy dtype, shard, offset, size, crc, None)``; any other
-        entry (strings, partitioned tensors, corrupt entries...) as ``(name, ..., entry)``."""
-        layouts = _LAYOUTS
-        path = self.index_path
-        for names, values, entries in batches:
-            cols = None
-            if not self.header.big_endian:  # (big-endian tensors are read one by one, then swapped)
-                cols = columns_of(entries) if entries is not None else decode_columns(values or [])
-            if cols is None:
-                if entries is None:
-                    entries = decode_entries(values or [], names, path)
-                for name, e in zip(names, entries):
-                    yield name, None, None, 0, 0, 0, 0, e
-                continue
-            raws = entries if entries is not None else values or []
-            for name, spec, shard, offset, size, crc, ok, raw in zip(
-                    names, cols.specs, cols.shard, cols.offset, cols.size, cols.crc32c, cols.ok, raws):
-                if ok:
-                    assert spec is not None
-                    lay = layouts.get(spec)
-                    if lay is None:
-                        lay = _layout(spec)
-                    if lay[1] == size and 0 < size <= _RUN_MAX:
-                        yield name, spec, lay[0], shard, offset, size, crc, None
-                    else:
-                        yield name, None, None, 0, 0, 0, 0, _new(BundleEntry, (spec[0], spec[1], shard, offset, size,
-                                                                               crc, ()))
-                elif isinstance(raw, BundleEntry):
-                    yield name, None, None, 0, 0, 0, 0, raw
-                else:
-                    yield name, None, None, 0, 0, 0, 0, BundleEntry.decode(raw, key=name, path=path)
-
-    def _read_many(self, batches: Iterator[_Batch], out: Mapping[str, np.ndarray[Any, Any]] | None,
-                   order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
-        """Read the entries of ``batches`` as they come (see :meth:`read_many`); the result
-        follows ``order`` if given. Tensors of :meth:`_plain_entries` are checked and queued
-        inline, the others go through :meth:`_read_into`."""
-        result: dict[str, np.ndarray[Any, Any]] = dict.fromkeys(order, _EMPTY) if order is not None else {}
-        runs = RunQueue(self, verify=self.verify_crc)
-        get = out.get if out is not None else None
-        add = runs.add
-        try:
-            for name, spec, npd, shard, offset, size, crc, e in self._plain_entries(batches):
-                if e is None:
-                    shape = spec[1]
-                    if get is None or (buf := get(name)) is None:
-                        buf = np.empty(shape, npd)
-                    elif not (isinstance(buf, np.ndarray) and buf.shape == shape
-                              and (buf.dtype is npd or buf.dtype == npd)
-                              and (fl := buf.flags).writeable and fl.c_contiguous):
-                        e = BundleEntry(spec[0], shape, shard, offset, size, crc)  # _read_into raises the error
-                    if e is None:
-                        result[name] = buf
-                        add(shard, name, offset, size, crc, buf)
-                        continue
-                self._read_into(name, e, out, result, runs)
-            runs.finish()
-        finally:
-            runs.close()
-        return result
-
-    def _read_into(self, name: str, e: BundleEntry, out: Mapping[str, np.ndarray[Any, Any]] | None,
-                   result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> None:
-        """Read entry ``e`` of ``name`` into ``result[name]``: queued in ``runs`` when it can be."""
-        dest = out.get(name) if out is not None else None
-        dt = FIXED_DTYPES.get(e.dtype)
-        if dt is None or e.slices or self.header.big_endian or not 0 < e.size <= _RUN_MAX:
-            result[name] = self._read_whole(name, e, out=dest)
-            return
-        buf = self._dest(name, e, dt, dest)
-        result[name] = buf
-        runs.add(e.shard_id, name, e.offset, e.size, e.crc32c, buf)
 
     def read(self, name: str, *, copy: bool = True, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """Read a whole tensor (partitioned tensors are reassembled from their slices).

@@ -246,13 +246,14 @@ class BulkReads:
                         lay = _layout(spec)
                     if lay[1] == size and 0 < size <= _RUN_MAX:
                         yield name, spec, lay[0], shard, offset, size, crc, None
-                    else:
-                        yield name, None, None, 0, 0, 0, 0, _new(BundleEntry, (spec[0], spec[1], shard, offset, size,
-                                                                               crc, ()))
-                elif isinstance(raw, BundleEntry):
-                    yield name, None, None, 0, 0, 0, 0, raw
+                        continue
+                if isinstance(raw, BundleEntry):  # (decoded already)
+                    e = raw
+                elif ok:
+                    e = _new(BundleEntry, (spec[0], spec[1], shard, offset, size, crc, ()))
                 else:
-                    yield name, None, None, 0, 0, 0, 0, BundleEntry.decode(raw, key=name, path=path)
+                    e = BundleEntry.decode(raw, key=name, path=path)
+                yield name, None, None, 0, 0, 0, 0, e
 
     def _read_many(self, batches: Iterator[_Batch], out: Mapping[str, np.ndarray[Any, Any]] | None,
                    order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:

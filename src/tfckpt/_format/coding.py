@@ -38,6 +38,7 @@ __all__ = [
     "encode_varints",
     "mask",
     "unmask",
+    "varint_digits",
 ]
 
 MASK_DELTA = 0xA282EAD8
@@ -99,6 +100,23 @@ def encode_varint(value: int) -> bytes:
 _POW7 = np.array([1 << (7 * k) for k in range(1, 10)], np.uint64)  # a varint of v has 1 + sum(v >= _POW7) bytes
 
 
+def varint_digits(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    """The varint encoding of each of ``values`` (non-negative, below 2**64) as a byte
+    matrix: ``(lengths, digits)`` with ``digits[i, :lengths[i]]`` the bytes of value ``i``.
+
+    Example:
+        >>> k, d = varint_digits(np.array([1, 300], np.uint64))
+        >>> k.tolist(), d[1, :2].tobytes().hex()
+        ([1, 2], 'ac02')
+    """
+    v = np.asarray(values, np.uint64).reshape(-1)
+    k = 1 + (v[:, None] >= _POW7).sum(axis=1)
+    j = np.arange(int(k.max(initial=1)))
+    digits = (v[:, None] >> (7 * j).astype(np.uint64)) & np.uint64(0x7F)
+    digits |= np.where(j[None, :] < k[:, None] - 1, np.uint64(0x80), np.uint64(0))  # continuation bits
+    return k, digits.astype(np.uint8)
+
+
 def encode_varints(values: np.ndarray) -> bytes:  # type: ignore[type-arg]
     """The varints of an array of non-negative integers (below 2**64), back to back.
 
@@ -109,17 +127,10 @@ def encode_varints(values: np.ndarray) -> bytes:  # type: ignore[type-arg]
     v = np.asarray(values, np.uint64).reshape(-1)
     if not v.size:
         return b""
-    top = int(v.max())
-    if top < 0x80:  # one byte each: the usual case of string lengths
+    if int(v.max()) < 0x80:  # one byte each: the usual case of string lengths
         return v.astype(np.uint8).tobytes()
-    k = 1 + (v[:, None] >= _POW7).sum(axis=1)
-    starts = np.cumsum(k) - k
-    out = np.empty(int(k.sum()), np.uint8)
-    for j in range(int(k.max())):
-        sel = k > j
-        byte = (v[sel] >> np.uint64(7 * j)) & np.uint64(0x7F)
-        out[starts[sel] + j] = byte | np.where(k[sel] > j + 1, np.uint64(0x80), np.uint64(0))
-    return out.tobytes()
+    k, digits = varint_digits(v)
+    return digits[np.arange(digits.shape[1])[None, :] < k[:, None]].tobytes()  # (row by row)
 
 
 def decode_varint(

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tfckpt._format.coding import _POW7, encode_varint
+from tfckpt._format.coding import encode_varint, varint_digits
 from tfckpt._format.entry import _HEADS, _KNOWN_DTYPES, BundleEntry, _parse_head
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import InvalidArgumentError
@@ -177,13 +177,12 @@ def encode_tails(shard: int, start: int, sizes: list[int], crcs: list[int]) -> l
     rows = np.arange(n)
     for tag, v in ((0x20, offset), (0x28, size)):
         present = v != 0
-        length = 1 + (v[:, None] >= _POW7).sum(axis=1)
+        length, digits = varint_digits(v)
         r, c = rows[present], cur[present]
         m[r, c] = tag
-        for j in range(int(length.max(initial=0))):
+        for j in range(digits.shape[1]):
             sel = present & (length > j)
-            byte = (v >> np.uint64(7 * j)) & np.uint64(0x7F) | np.where(length > j + 1, np.uint64(0x80), np.uint64(0))
-            m[rows[sel], cur[sel] + 1 + j] = byte[sel]
+            m[rows[sel], cur[sel] + 1 + j] = digits[sel, j]
         cur += present * (1 + length)
     crc = np.array(crcs, np.uint32)
     present = crc != 0

@@ -203,7 +203,7 @@ class CheckpointReader:
                     else f"a {type(out).__name__}")
             raise InvalidArgumentError(
                 f"cannot read {name!r} ({value.dtype}{list(value.shape)}) of checkpoint {self.prefix} into {into} "
-                "(must be a writeable numpy array of that dtype and shape)", key=name)
+                "(must be a writeable numpy array of that dtype and shape)", key=name, path=self.prefix)
         out[...] = value
         return out
 
@@ -234,7 +234,8 @@ class CheckpointReader:
             (True, [1.0, 1.0, 1.0], [0, 1])
         """
         if not copy and out is not None:
-            raise InvalidArgumentError("read_many: copy=False returns views of the files; it cannot fill `out`")
+            raise InvalidArgumentError(f"read_many of checkpoint {self.prefix}: copy=False returns views of the "
+                                       "files; it cannot fill `out`", path=self.prefix)
         if isinstance(self._impl, BundleReader):
             return self._impl.read_many(names if names is not None or out is None else list(out), out, copy=copy)
         wanted = list(names) if names is not None else list(out) if out is not None else self._all_names()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -14,11 +15,12 @@ from hypothesis import strategies as st
 
 import tfckpt
 from tfckpt._format import bundle_reader, runs
-from tfckpt._format.coding import FIXED32
+from tfckpt._format.coding import FIXED32, crc32c, mask
 from tfckpt._format.entries_bulk import decode_entries, encode_tails
 from tfckpt._format.entry import BundleEntry, BundleHeader, encode_entry, entry_head
 from tfckpt._format.table import TableReader, TableWriter
 from tfckpt._proto import checkpoint_pb2
+from tfckpt._storage import LocalFile
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
 
 
@@ -480,3 +482,80 @@ def test_views_check_crcs_and_bounds(tmp_path: Path) -> None:
     with pytest.raises(DataLossError, match="t060") as info:
         tfckpt.read(p, copy=False, verify_crc=False)
     assert info.value.key == "t060"
+
+
+class _Files:
+    """What a RunQueue needs from its bundle: data files, and errors that name the tensor."""
+
+    def __init__(self, paths: dict[int, str]) -> None:
+        self.files = {s: LocalFile(p) for s, p in paths.items()}
+
+    def _file(self, shard: int, key: str) -> LocalFile:
+        return self.files[shard]
+
+    def _data_file(self, name: str, e: BundleEntry, what: str) -> LocalFile:
+        f = self.files[e.shard_id]
+        if e.offset + e.size > f.size:
+            raise DataLossError(f"{what} lies past the end of its file", key=name)
+        return f
+
+    def _check_crc(self, e: BundleEntry, data: object, name: str, f: LocalFile, actual: int | None = None) -> None:
+        raise DataLossError(f"bad crc of {name}", key=name)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["tiny", "mixed", "big"]), st.sampled_from([0.0, 0.002, 0.2]),
+       st.booleans())
+def test_run_queue_batches_read_as_one_by_one(tmp_path_factory: pytest.TempPathFactory, seed: int, sizes: str,
+                                              gaps: float, corrupt: bool) -> None:
+    """``add_batch`` (runs cut with numpy) reads the same bytes and reports the same bad tensor
+    as ``add`` one tensor at a time, whatever the order, gaps, shards and sizes."""
+    rng = np.random.default_rng(seed)
+    d = tmp_path_factory.mktemp("runs")
+    n = {"tiny": 2500, "mixed": 400, "big": 40}[sizes]
+    size = {"tiny": rng.integers(1, 40, n), "mixed": rng.integers(1, 40_000, n),
+            "big": rng.integers(100_000, 600_000, n)}[sizes]
+    shard = (np.arange(n) * int(rng.choice([1, 2, 7, n])) // n) % 2  # stretches of one shard, or alternating
+    gap = rng.integers(1, 8, n) * (rng.random(n) < gaps)
+    offset = np.zeros(n, np.int64)
+    paths = {}
+    for s in (0, 1):
+        sel = np.flatnonzero(shard == s)
+        offset[sel] = np.cumsum(size[sel] + gap[sel]) - size[sel]
+        paths[s] = str(d / f"data{s}")
+        with open(paths[s], "wb") as f:
+            f.write(rng.bytes(int(offset[sel][-1] + size[sel][-1]) if len(sel) else 0))
+    blobs = {s: Path(p).read_bytes() for s, p in paths.items()}
+    order = np.arange(n)
+    for _ in range(3):  # move a few stretches out of file order
+        a, b = sorted(rng.integers(0, n, 2))
+        order = np.concatenate([order[b:], order[a:b], order[:a]]) if rng.random() < 0.5 else order
+    names = [f"t{i}" for i in order]
+    where = np.stack([shard[order], offset[order], size[order]]).astype(np.int64)
+    crcs = [mask(crc32c(blobs[s][o : o + k])) for s, o, k in where.T.tolist()]
+    bad = int(rng.integers(0, n))
+    if corrupt:
+        crcs[bad] ^= 1
+    owner = _Files(paths)
+    results = []
+    for batched in (False, True):
+        bufs = [np.empty(k, np.uint8) for k in where[2].tolist()]
+        q = runs.RunQueue(owner, verify=True)  # type: ignore[arg-type]
+        try:
+            if batched:
+                cuts = sorted({0, n, *rng.integers(0, n, 3).tolist()})
+                for a, b in itertools.pairwise(cuts):
+                    q.add_batch(where[:, a:b], names[a:b], crcs[a:b], bufs[a:b])
+            else:
+                for (s, o, k), name, crc, buf in zip(where.T.tolist(), names, crcs, bufs):
+                    q.add(s, name, o, k, crc, buf)
+            q.finish()
+            results.append(None)
+        except DataLossError as e:
+            results.append(e.key)
+        finally:
+            q.close()
+        if not corrupt:
+            for (s, o, k), buf in zip(where.T.tolist(), bufs):
+                assert buf.tobytes() == blobs[s][o : o + k]
+    assert results[0] == results[1] == (names[bad] if corrupt else None)

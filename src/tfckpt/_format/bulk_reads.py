@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfckpt._format.coding import crc32c, unmask
-from tfckpt._format.entries_bulk import columns_of, decode_columns, decode_entries
+from tfckpt._format.entries_bulk import Columns, columns_of, decode_columns, decode_entries
 from tfckpt._format.entry import BundleEntry, BundleHeader
 from tfckpt._format.runs import RunQueue
 from tfckpt._format.table import TableReader
@@ -54,8 +54,37 @@ _new = tuple.__new__
 
 # A batch of entries to read: names and, for each, its undecoded or decoded entry.
 _Batch = tuple[list[str], list[bytes] | None, list[BundleEntry] | None]
-# An entry as BulkReads._plain_entries gives it.
+# An entry as BulkReads._plain gives it.
 _Plain = tuple[str, Any, Any, int, int, int, int, BundleEntry | None]
+
+
+def _queue_batch(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[Any, Any]] | None,
+                 result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> bool:
+    """Queue a whole batch in ``runs`` (into ``out[name]``, else new arrays) if every entry is a
+    plain tensor with a destination that fits; False (nothing done) if any is not."""
+    sizes = cols.size
+    if not all(cols.ok) or not sizes or min(sizes) <= 0 or max(sizes) > _RUN_MAX:
+        return not sizes
+    layouts = _LAYOUTS
+    specs: list[tuple[int, tuple[int, ...]]] = cols.specs  # type: ignore[assignment]  # (all ok)
+    lays = [layouts.get(s) or _layout(s) for s in specs]
+    if [lay[1] for lay in lays] != sizes:
+        return False
+    bufs: list[Any]
+    if out is None:
+        empty = np.empty
+        bufs = [empty(s[1], lay[0]) for s, lay in zip(specs, lays)]
+    else:
+        get = out.get
+        bufs = [get(n) for n in names]
+        for buf, s, lay in zip(bufs, specs, lays):
+            if not (isinstance(buf, np.ndarray) and buf.shape == s[1] and (buf.dtype is lay[0] or buf.dtype == lay[0])
+                    and (fl := buf.flags).writeable and fl.c_contiguous):
+                return False
+    result.update(zip(names, bufs))
+    where = cols.where if cols.where is not None else np.array([cols.shard, cols.offset, sizes], np.int64)
+    runs.add_batch(where, names, cols.crc32c, bufs)
+    return True
 
 
 def _layout(spec: tuple[int, tuple[int, ...]]) -> tuple[Any, int]:
@@ -127,7 +156,8 @@ class BulkReads:
         files = self._files
         maps: dict[int, memoryview] = {}  # shard -> its whole data file, mapped
         verify = self.verify_crc
-        for name, spec, npd, shard, offset, size, crc, e in self._plain_entries(batches):
+        for name, spec, npd, shard, offset, size, crc, e in (
+                p for b in batches for p in self._plain(*self._columns(b))):
             if e is None:
                 whole = maps.get(shard)
                 if whole is None and (f := files.get(shard)) is not None and f.size:
@@ -219,70 +249,82 @@ class BulkReads:
                     raw.append(value)
             yield names, raw, None
 
-    def _plain_entries(self, batches: Iterator[_Batch]) -> Iterator[_Plain]:
-        """Each entry of ``batches``, decoded by columns where it can be. A tensor of a fixed-size
-        dtype whose byte size fits its shape (1 byte to 8 MiB, little-endian bundle) comes as
+    def _columns(self, batch: _Batch) -> tuple[list[str], Columns | None, list[Any]]:
+        """A batch's names, its entries' :class:`Columns` (None for a big-endian bundle or a batch
+        not worth it), and its entries as they came (undecoded, or decoded)."""
+        names, values, entries = batch
+        cols = None
+        if not self.header.big_endian:  # (big-endian tensors are read one by one, then swapped)
+            cols = columns_of(entries) if entries is not None else decode_columns(values or [])
+        return names, cols, entries if entries is not None else values or []
+
+    def _plain(self, names: list[str], cols: Columns | None, raws: list[Any]) -> Iterator[_Plain]:
+        """Each entry of a batch (see :meth:`_columns`). A tensor of a fixed-size dtype whose byte
+        size fits its shape (1 byte to 8 MiB, little-endian bundle) comes as
         ``(name, (dtype, shape), numpy dtype, shard, offset, size, crc, None)``; any other
         entry (strings, partitioned tensors, corrupt entries...) as ``(name, ..., entry)``."""
-        layouts = _LAYOUTS
         path = self.index_path
-        for names, values, entries in batches:
-            cols = None
-            if not self.header.big_endian:  # (big-endian tensors are read one by one, then swapped)
-                cols = columns_of(entries) if entries is not None else decode_columns(values or [])
-            if cols is None:
-                if entries is None:
-                    entries = decode_entries(values or [], names, path)
-                for name, e in zip(names, entries):
-                    yield name, None, None, 0, 0, 0, 0, e
-                continue
-            raws = entries if entries is not None else values or []
-            for name, spec, shard, offset, size, crc, ok, raw in zip(
-                    names, cols.specs, cols.shard, cols.offset, cols.size, cols.crc32c, cols.ok, raws):
-                if ok:
-                    assert spec is not None
-                    lay = layouts.get(spec)
-                    if lay is None:
-                        lay = _layout(spec)
-                    if lay[1] == size and 0 < size <= _RUN_MAX:
-                        yield name, spec, lay[0], shard, offset, size, crc, None
-                        continue
-                if isinstance(raw, BundleEntry):  # (decoded already)
-                    e = raw
-                elif ok:
-                    e = _new(BundleEntry, (spec[0], spec[1], shard, offset, size, crc, ()))
-                else:
-                    e = BundleEntry.decode(raw, key=name, path=path)
+        if cols is None:
+            entries = raws if raws and isinstance(raws[0], BundleEntry) else decode_entries(raws, names, path)
+            for name, e in zip(names, entries):
                 yield name, None, None, 0, 0, 0, 0, e
+            return
+        layouts = _LAYOUTS
+        for name, spec, shard, offset, size, crc, ok, raw in zip(
+                names, cols.specs, cols.shard, cols.offset, cols.size, cols.crc32c, cols.ok, raws):
+            if ok:
+                assert spec is not None
+                lay = layouts.get(spec)
+                if lay is None:
+                    lay = _layout(spec)
+                if lay[1] == size and 0 < size <= _RUN_MAX:
+                    yield name, spec, lay[0], shard, offset, size, crc, None
+                    continue
+            if isinstance(raw, BundleEntry):  # (decoded already)
+                e = raw
+            elif ok:
+                e = _new(BundleEntry, (spec[0], spec[1], shard, offset, size, crc, ()))
+            else:
+                e = BundleEntry.decode(raw, key=name, path=path)
+            yield name, None, None, 0, 0, 0, 0, e
 
     def _read_many(self, batches: Iterator[_Batch], out: Mapping[str, np.ndarray[Any, Any]] | None,
                    order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
         """Read the entries of ``batches`` as they come (see :meth:`read_many`); the result
-        follows ``order`` if given. Tensors of :meth:`_plain_entries` are checked and queued
-        inline, the others go through :meth:`_read_into`."""
+        follows ``order`` if given. A batch of plain tensors (see :meth:`_plain`) whose
+        destinations all fit is queued whole (:meth:`_queue_batch`); any other batch entry by
+        entry (:meth:`_queue_each`)."""
         result: dict[str, np.ndarray[Any, Any]] = dict.fromkeys(order, _EMPTY) if order is not None else {}
         runs = RunQueue(self, verify=self.verify_crc)
-        get = out.get if out is not None else None
-        add = runs.add
         try:
-            for name, spec, npd, shard, offset, size, crc, e in self._plain_entries(batches):
-                if e is None:
-                    shape = spec[1]
-                    if get is None or (buf := get(name)) is None:
-                        buf = np.empty(shape, npd)
-                    elif not (isinstance(buf, np.ndarray) and buf.shape == shape
-                              and (buf.dtype is npd or buf.dtype == npd)
-                              and (fl := buf.flags).writeable and fl.c_contiguous):
-                        e = BundleEntry(spec[0], shape, shard, offset, size, crc)  # _read_into raises the error
-                    if e is None:
-                        result[name] = buf
-                        add(shard, name, offset, size, crc, buf)
-                        continue
-                self._read_into(name, e, out, result, runs)
+            for batch in batches:
+                names, cols, raws = self._columns(batch)
+                if cols is None or not _queue_batch(names, cols, out, result, runs):
+                    self._queue_each(self._plain(names, cols, raws), out, result, runs)
             runs.finish()
         finally:
             runs.close()
         return result
+
+    def _queue_each(self, plain: Iterator[_Plain], out: Mapping[str, np.ndarray[Any, Any]] | None,
+                    result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> None:
+        """Queue entries one by one: plain ones checked inline, the others through :meth:`_read_into`."""
+        get = out.get if out is not None else None
+        add = runs.add
+        for name, spec, npd, shard, offset, size, crc, e in plain:
+            if e is None:
+                shape = spec[1]
+                if get is None or (buf := get(name)) is None:
+                    buf = np.empty(shape, npd)
+                elif not (isinstance(buf, np.ndarray) and buf.shape == shape
+                          and (buf.dtype is npd or buf.dtype == npd)
+                          and (fl := buf.flags).writeable and fl.c_contiguous):
+                    e = BundleEntry(spec[0], shape, shard, offset, size, crc)  # _read_into raises the error
+                if e is None:
+                    result[name] = buf
+                    add(shard, name, offset, size, crc, buf)
+                    continue
+            self._read_into(name, e, out, result, runs)
 
     def _read_into(self, name: str, e: BundleEntry, out: Mapping[str, np.ndarray[Any, Any]] | None,
                    result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> None:

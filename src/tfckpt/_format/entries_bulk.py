@@ -82,6 +82,7 @@ class Columns(NamedTuple):
     size: list[int]
     crc32c: list[int]
     ok: list[bool]
+    where: np.ndarray | None = None  # type: ignore[type-arg]  # int64 rows shard, offset, size (None: not built)
 
 
 def decode_columns(values: list[bytes]) -> Columns | None:
@@ -129,7 +130,8 @@ def decode_columns(values: list[bytes]) -> Columns | None:
     crc = np.where(has, crc_bytes[:, 0] | crc_bytes[:, 1] << 8 | crc_bytes[:, 2] << 16 | crc_bytes[:, 3] << 24, 0)
     pos += 5 * has
     ok &= pos == ends
-    return Columns(specs, shard.tolist(), fields[0].tolist(), fields[1].tolist(), crc.tolist(), ok.tolist())
+    where = np.stack([shard, fields[0].astype(np.int64), fields[1].astype(np.int64)])
+    return Columns(specs, shard.tolist(), fields[0].tolist(), fields[1].tolist(), crc.tolist(), ok.tolist(), where)
 
 
 def columns_of(entries: list[BundleEntry]) -> Columns:

@@ -149,6 +149,20 @@ class _Run:
         self.crcs = [crc]  # stored (masked)
         self.bufs: list[Any] = [buf]  # numpy arrays: preadv and crc32c take any buffer
 
+    @classmethod
+    def of(cls, f: LocalFile, shard: int, start: int, end: int, names: list[str], crcs: list[int],
+           bufs: list[Any]) -> _Run:
+        """A run of several adjacent tensors at once (``bufs`` fill ``start`` to ``end``)."""
+        run = cls.__new__(cls)
+        run.file = f
+        run.shard = shard
+        run.start = start
+        run.end = end
+        run.names = names
+        run.crcs = crcs
+        run.bufs = bufs
+        return run
+
     def entries(self) -> Iterator[tuple[str, BundleEntry]]:
         """(name, entry) of each tensor, with where it lies and its CRC (what errors report)."""
         pos = self.start
@@ -204,6 +218,47 @@ class RunQueue:
             self._close(run)  # (sorted, a tensor starts before the run's end only if they overlap)
         # A missing data file is reported for the first tensor that needs it.
         self._open[shard] = _Run(self._owner._file(shard, name), shard, name, offset, size, crc, buf)
+
+    def add_batch(self, where: np.ndarray[Any, Any], names: list[str], crcs: list[int], bufs: list[Any]) -> None:
+        """:meth:`add` for many tensors at once: ``where`` holds their shards, offsets and sizes
+        (int64 rows), ``bufs`` their destinations (as :meth:`add` takes them). Tensors that lie
+        one after another are cut into runs with numpy, not one by one."""
+        n = len(names)
+        if n == 0:
+            return
+        shard, offset, size = where
+        end = offset + size
+        new = np.empty(n, bool)  # where a run starts
+        new[0] = True
+        np.not_equal(shard[1:], shard[:-1], out=new[1:])
+        new[1:] |= offset[1:] != end[:-1]
+        first = np.flatnonzero(new)  # first tensor of each stretch of adjacent ones
+        stretch = np.cumsum(new) - 1
+        span = (offset - offset[first][stretch]) // CHUNK  # a run starts within CHUNK bytes of its first tensor
+        count = (np.arange(n) - first[stretch]) // _IOV_MAX
+        new[1:] |= (span[1:] != span[:-1]) | (count[1:] != count[:-1])
+        starts = np.flatnonzero(new).tolist()
+        shards, offsets, ends = shard.tolist(), offset.tolist(), end.tolist()
+        for a, b in zip(starts, [*starts[1:], n]):
+            self._add_run(shards[a], offsets[a], ends[b - 1], names[a:b], crcs[a:b], bufs[a:b])
+
+    def _add_run(self, shard: int, start: int, end: int, names: list[str], crcs: list[int], bufs: list[Any]) -> None:
+        run = self._open.get(shard)
+        if run is not None:
+            if start == run.end and len(run.bufs) + len(bufs) <= _IOV_MAX and start - run.start < CHUNK:
+                run.names += names
+                run.crcs += crcs
+                run.bufs += bufs
+                run.end = end
+                return
+            if start < run.end and self._defer:
+                pos = start
+                for name, crc, buf in zip(names, crcs, bufs):
+                    self._late.append((shard, pos, name, buf.nbytes, crc, buf))
+                    pos += buf.nbytes
+                return
+            self._close(run)
+        self._open[shard] = _Run.of(self._owner._file(shard, names[0]), shard, start, end, names, crcs, bufs)
 
     def _close(self, run: _Run) -> None:
         if run.end > run.file.size:

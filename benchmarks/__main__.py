@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", default=None, help="directory for the checkpoints (default: a temp dir)")
     run.add_argument("--no-rss", action="store_true", help="skip the child-process peak-RSS measurements")
     run.add_argument("--repeats", type=int, default=None, help="override the number of timed runs")
+    run.add_argument("--rounds", type=int, default=None,
+                     help="times each peer runs per workload, each round from a different peer, the timed runs "
+                          "shared out and pooled (default: 3; 1 with --quick)")
     run.add_argument("--same-process", action="store_true",
                      help="run every workload in this process (default: one fresh process per workload)")
     run.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)
@@ -81,6 +84,7 @@ def _run_isolated(selected: list[str], args: argparse.Namespace, workdir: str) -
             cmd += ["--no-rss"] if args.no_rss else []
             cmd += ["--repeats", str(args.repeats)] if args.repeats is not None else []
             cmd += ["--quick"] if args.quick else []
+            cmd += ["--rounds", str(args.rounds)] if args.rounds is not None else []
             subprocess.run(cmd, check=True, cwd=harness.REPO)
             with open(os.path.join(out, "benchmarks", "results.json")) as f:
                 part = json.load(f)
@@ -106,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(os.path.join(args.out, "benchmarks", "results.json")) as f:
             _write_report(json.load(f), args.out, args.command)
         return 0
+    if args.rounds is not None and args.rounds < 1:
+        print("--rounds must be at least 1", file=sys.stderr)
+        return 2
     only = _split(args.only)
     for name in only or []:
         if name not in NAMES:
@@ -121,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = harness.run_suite(quick=args.quick, workloads=selected, peers=_split(args.peers),
                                         workdir=workdir, rss=not args.no_rss, repeats=args.repeats,
+                                        rounds=args.rounds or (1 if args.quick else 3),
                                         log=lambda s: print(s, flush=True))
     finally:
         if own_workdir:

@@ -202,7 +202,7 @@ def _fs_of(path: str) -> str:
 
 
 def _bench_peer(peer: peers_mod.Peer, w: Workload, workdir: str, quick: bool, rss: bool,
-                log: Callable[[str], None]) -> dict[str, Any]:
+                log: Callable[[str], None], repeats: int) -> dict[str, Any]:
     rec: dict[str, Any] = {"workload": w.name, "peer": peer.name, "label": peer.label, "fsync": peer.fsync,
                            "notes": [], "skipped": None}
     reason = peer.unavailable()
@@ -228,7 +228,7 @@ def _bench_peer(peer: peers_mod.Peer, w: Workload, workdir: str, quick: bool, rs
         _fresh_dir(d)
         os.sync()
 
-    rec["save"] = _repeat(lambda: peer.save(state, path), w.repeats, before_save)
+    rec["save"] = _repeat(lambda: peer.save(state, path), repeats, before_save)
     rec["ckpt_bytes"], rec["files"] = _dir_size(d)
     rec["file_sizes"] = {f: os.path.getsize(os.path.join(d, f)) for f in sorted(os.listdir(d))}
     restored_ok = None
@@ -237,11 +237,11 @@ def _bench_peer(peer: peers_mod.Peer, w: Workload, workdir: str, quick: bool, rs
         restored_ok = _check(out[w.target] if isinstance(out, dict) else out[sorted(w.arrays).index(w.target)],
                              w.arrays[w.target])
         del out
-        rec["restore"] = _repeat(lambda: peer.restore(path), w.repeats)
+        rec["restore"] = _repeat(lambda: peer.restore(path), repeats)
     except NotImplementedError:
         rec["restore"] = []
     if peer.restore_into(path, state) is not None:
-        rec["restore_into"] = _repeat(lambda: peer.restore_into(path, state), w.repeats)
+        rec["restore_into"] = _repeat(lambda: peer.restore_into(path, state), repeats)
     else:
         rec["restore_into"] = []
     one = peer.read_one(path, w.target)
@@ -251,7 +251,7 @@ def _bench_peer(peer: peers_mod.Peer, w: Workload, workdir: str, quick: bool, rs
     before = _rchar()
     peer.read_one(path, w.target)
     rec["read_one_bytes"] = _rchar() - before if before >= 0 else None
-    rec["read_one"] = _repeat(lambda: peer.read_one(path, w.target), w.repeats)
+    rec["read_one"] = _repeat(lambda: peer.read_one(path, w.target), repeats)
     state = None
     _trim()
     if rss and peer.name not in ("tfckpt-sync", "tfckpt-saver", "tfckpt-mmap"):  # tfckpt's memory: once
@@ -276,15 +276,44 @@ def _bench_peer(peer: peers_mod.Peer, w: Workload, workdir: str, quick: bool, rs
     return rec
 
 
+def _merge(first: dict[str, Any], later: dict[str, Any]) -> None:
+    """Pool a later round's timings of a peer into its first round's record."""
+    if first.get("skipped") is None and later.get("skipped") is not None:
+        first["skipped"] = later["skipped"]  # (a peer that fails in any round is reported)
+    for op in OPS:
+        if first.get(op) is not None and later.get(op):
+            first[op] = first[op] + later[op]
+    for key in ("restore_ok", "read_one_ok"):
+        if later.get(key) is False:
+            first[key] = False
+
+
+def _rotated(peers: list[Any], k: int, rounds: int) -> list[Any]:
+    """``peers`` in the order of round ``k`` of ``rounds``: each round starts further along."""
+    if not peers:
+        return peers
+    shift = (k * -(-len(peers) // rounds)) % len(peers)
+    return peers[shift:] + peers[:shift]
+
+
 def run_suite(*, quick: bool, workloads: list[str] | None, peers: list[str] | None, workdir: str,
-              rss: bool = True, repeats: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the selected workloads against the selected peers; return every measurement."""
+              rss: bool = True, repeats: int | None = None, rounds: int = 1,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the selected workloads against the selected peers; return every measurement.
+
+    With ``rounds`` > 1 every peer runs that many times per workload, each round starting
+    from a different peer, with the timed runs shared out between the rounds (at least one
+    each) and pooled: a slow spell of the machine (a noisy neighbour, the host reclaiming
+    memory) then lands on a few runs of several peers, not on every run of one. Peak RSS
+    is measured in the first round only.
+    """
     selected = workloads or list(NAMES)
     all_p = peers_mod.all_peers()
     chosen = [p for p in all_p if peers is None or p.name in peers]
     meta = machine()
     meta["filesystem"] = _fs_of(os.path.realpath(workdir))
     meta["started"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    meta["rounds"] = str(rounds)
     results: dict[str, Any] = {"meta": meta, "quick": quick, "workloads": {}, "runs": []}
     t_all = time.perf_counter()
     for wname in selected:
@@ -292,21 +321,32 @@ def run_suite(*, quick: bool, workloads: list[str] | None, peers: list[str] | No
         w = build(wname, quick=quick)
         if repeats is not None:
             w.repeats = repeats
+        per_round = max(1, -(-w.repeats // rounds))
         log(f"[{wname}] {w.description} (built in {time.perf_counter() - t0:.1f}s)")
         results["workloads"][wname] = {"description": w.description, "count": w.count, "nbytes": w.nbytes,
-                                       "repeats": w.repeats, "target": w.target,
+                                       "repeats": per_round * rounds, "target": w.target,
                                        "largest": max(payload_size(a) for a in w.arrays.values()),
                                        "target_bytes": payload_size(w.arrays[w.target])}
-        for peer in chosen:
-            try:
-                rec = _bench_peer(peer, w, workdir, quick, rss, log)
-            except Exception as e:  # one failing peer is reported; the suite goes on
-                rec = {"workload": w.name, "peer": peer.name, "label": peer.label, "fsync": peer.fsync,
-                       "notes": [], "skipped": f"FAILED: {type(e).__name__}: {str(e)[:300]}"}
-                log(f"  {peer.name:15s} {rec['skipped']}")
-                shutil.rmtree(os.path.join(workdir, w.name, peer.name), ignore_errors=True)
-            results["runs"].append(rec)
-            _trim()
+        recs: dict[str, dict[str, Any]] = {}
+        for k in range(rounds):
+            if rounds > 1:
+                log(f" round {k + 1} of {rounds}")
+            for peer in _rotated(chosen, k, rounds):
+                if k and recs[peer.name].get("skipped") is not None:
+                    continue
+                try:
+                    rec = _bench_peer(peer, w, workdir, quick, rss and k == 0, log, per_round)
+                except Exception as e:  # one failing peer is reported; the suite goes on
+                    rec = {"workload": w.name, "peer": peer.name, "label": peer.label, "fsync": peer.fsync,
+                           "notes": [], "skipped": f"FAILED: {type(e).__name__}: {str(e)[:300]}"}
+                    log(f"  {peer.name:15s} {rec['skipped']}")
+                    shutil.rmtree(os.path.join(workdir, w.name, peer.name), ignore_errors=True)
+                if k == 0:
+                    recs[peer.name] = rec
+                else:
+                    _merge(recs[peer.name], rec)
+                _trim()
+        results["runs"] += [recs[p.name] for p in chosen]
         del w
         _trim()
         shutil.rmtree(os.path.join(workdir, wname), ignore_errors=True)

@@ -131,6 +131,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str, bool | No
 
 def render_markdown(results: dict[str, Any], command: str, plot_name: str | None) -> str:
     meta = results["meta"]
+    rounds = int(meta.get("rounds", "1"))
+    rounds_text = ". " if rounds == 1 else (
+        f", taken in {rounds} rounds: each round runs every peer in turn, starting from a different peer, "
+        "so a slow spell of the machine is shared out among the peers instead of landing on one. ")
     lines = [
         "# Benchmarks",
         "",
@@ -139,8 +143,9 @@ def render_markdown(results: dict[str, Any], command: str, plot_name: str | None
         "",
         "All peers run in one process on the same in-memory arrays, one at a time; page cache warm "
         "(each checkpoint is read right after it is written); `os.sync()` before every timed save. "
-        "Times are medians of the runs shown as *n*, each operation after one untimed warm-up run. "
-        "Ratios are **tfckpt time / peer time** with tfckpt at "
+        "Times are medians of the runs shown as *n*, each operation after one untimed warm-up run"
+        + rounds_text
+        + "Ratios are **tfckpt time / peer time** with tfckpt at "
         "`sync=False` (no peer fsyncs); below 1.00x tfckpt is faster. `tfckpt-sync` is the default "
         "`sync=True` (fsync of data files, index and directory). tfckpt restores check every CRC-32C. "
         "Peak RSS is measured once per operation in a fresh child process: the peak above the "

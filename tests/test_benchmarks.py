@@ -68,6 +68,24 @@ def test_peak_rss_is_measured_in_a_child(tmp_path: Path) -> None:
     assert len(rec["save"]) == 1
 
 
+def test_rounds_pool_their_runs_and_start_from_different_peers(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    res = _run(tmp_path, "--only", "mixed", "--peers", "raw,tfckpt,npz", "--no-rss", "--rounds", "2", "--repeats", "3")
+    assert res["meta"]["rounds"] == "2"
+    assert res["workloads"]["mixed"]["repeats"] == 4  # two runs in each round
+    assert [r["peer"] for r in res["runs"]] == ["raw", "tfckpt", "npz"]
+    for r in res["runs"]:
+        assert r["skipped"] is None
+        assert [len(r[op]) for op in ("save", "restore", "read_one")] == [4, 4, 4]
+    assert len(res["runs"][1]["restore_into"]) == 4
+    log = capsys.readouterr().out
+    order = [ln.split()[0] for ln in log.splitlines() if ln.startswith("  ")]
+    assert order == ["raw", "tfckpt", "npz", "npz", "raw", "tfckpt"]
+    assert "taken in 2 rounds" in (tmp_path / "out" / "BENCHMARKS.md").read_text()
+    assert harness._rotated(list("abcde"), 2, 3) == list("eabcd")
+    assert main(["run", "--quick", "--rounds", "0", "--out", str(tmp_path / "x")]) == 2
+
+
 def test_unknown_workload_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--quick", "--only", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown workload 'nope'" in capsys.readouterr().err
@@ -80,7 +98,7 @@ def test_missing_peer_is_skipped_with_a_note(tmp_path: Path) -> None:
         module = "no_such_module_for_tfckpt_bench"
 
     w = workloads.build("mixed", quick=True)
-    rec = harness._bench_peer(Missing(), w, str(tmp_path), True, False, lambda s: None)
+    rec = harness._bench_peer(Missing(), w, str(tmp_path), True, False, lambda s: None, 2)
     assert rec["skipped"] == "no_such_module_for_tfckpt_bench is not installed"
     assert os.listdir(tmp_path) == []
 

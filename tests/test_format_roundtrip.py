@@ -463,3 +463,18 @@ def test_short_writev_resumes_inside_a_buffer(tmp_path: Path, monkeypatch: pytes
     assert len(calls) > 3
     for suffix in (".index", ".data-00000-of-00001"):
         assert Path(parts + suffix).read_bytes() == Path(whole + suffix).read_bytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 3 << 20), st.just(-1), st.integers(8 << 20, 20 << 20),
+                          st.integers(0, 64)), max_size=3000))
+def test_writer_batches_cover_every_tensor_within_limits(sizes: list[int]) -> None:
+    from tfckpt._format import bundle_writer as bw
+
+    batches = list(bw._batches(sizes))
+    assert [i for a, b in batches for i in range(a, b)] == list(range(len(sizes)))
+    for a, b in batches:
+        assert 0 < b - a <= bw._IOV_MAX
+        if b - a > 1:  # strings (-1) and tensors of _BATCH bytes or more come alone
+            assert all(0 <= k < bw._BATCH for k in sizes[a:b])
+            assert sum(sizes[a:b]) < 2 * bw._BATCH

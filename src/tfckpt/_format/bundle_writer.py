@@ -21,8 +21,8 @@ from __future__ import annotations
 import errno
 import io
 import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -45,7 +45,8 @@ __all__ = ["BundleWriter", "data_filename", "index_filename", "sort_by_name"]
 _BATCH = 8 << 20  # tensors are gathered into writes of about this many bytes
 _PIPELINE = 1 << 20  # from this size on a batch's CRCs are computed in a thread while it is written
 _IOV_MAX = 512  # buffers per writev (POSIX guarantees at least 16; Linux allows 1024)
-_BULK_ENCODE = 64  # from this many tensors in a batch, their entries are encoded with numpy
+_BULK_ENCODE = 64  # from this many tensors in a data file, their entries are encoded with numpy
+_TAILS = 1 << 16  # entries encoded by one numpy call
 _MAX_WRITE = 1 << 30  # bytes per write call (Linux writes at most 0x7ffff000 bytes per call)
 
 
@@ -83,6 +84,45 @@ def _bytes_of(a: np.ndarray[Any, Any]) -> Any:
 def _byte_view(v: Any) -> memoryview:
     """``v`` (bytes or a buffer from :func:`_bytes_of`) as a memoryview of bytes, to slice by byte."""
     return memoryview(v) if isinstance(v, (bytes, bytearray, memoryview)) else v.reshape(-1).view(np.uint8).data
+
+
+def _batches(sizes: list[int]) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of the batches :meth:`BundleWriter._write_shard` writes tensors of
+    ``sizes`` bytes in (-1: a string tensor, alone in its batch): up to ``_IOV_MAX`` tensors
+    of under 16 MiB in all, a tensor of ``_BATCH`` bytes or more alone; cut with numpy."""
+    n = len(sizes)
+    if n == 0:
+        return
+    nb = np.array(sizes, np.int64)
+    alone = (nb < 0) | (nb >= _BATCH)
+    nb[alone] = 0
+    before = np.cumsum(nb) - nb  # bytes of the tensors (not alone) before each
+    window = before // _BATCH
+    count = np.arange(n) // _IOV_MAX
+    new = np.empty(n, bool)
+    new[0] = True
+    new[1:] = (window[1:] != window[:-1]) | (count[1:] != count[:-1]) | alone[1:] | alone[:-1]
+    starts = np.flatnonzero(new).tolist()
+    yield from zip(starts, [*starts[1:], n])
+
+
+def _entries(shard: int, items: list[_Item], sizes: list[int], crcs: list[int]) -> list[tuple[bytes, bytes]]:
+    """``(key, encoded entry)`` of ``items`` written one after another from the start of data
+    shard ``shard``, with their byte sizes and masked CRC-32Cs."""
+    if len(items) < _BULK_ENCODE:
+        entries = []
+        pos = 0
+        for it, size, crc in zip(items, sizes, crcs):
+            entries.append((it.key, encode_entry(it.enum, it.array.shape, shard, pos, size, crc)))
+            pos += size
+        return entries
+    tails: list[bytes] = []
+    pos = 0
+    for a in range(0, len(items), _TAILS):  # (bounds encode_tails' scratch memory)
+        tails += encode_tails(shard, pos, sizes[a : a + _TAILS], crcs[a : a + _TAILS])
+        pos += sum(sizes[a : a + _TAILS])
+    heads = [entry_head(it.enum, it.array.shape) for it in items]
+    return list(zip([it.key for it in items], map(bytes.__add__, heads, tails)))
 
 
 def _write_views(f: Any, views: list[Any], sizes: list[int]) -> None:
@@ -314,19 +354,18 @@ class BundleWriter:
         items = self._items
         plain = _PLAIN
         last = self._last_key
+        fast = self._keys is None and not self._streaming and not self._partitioned
         for name, value in pairs:
-            if self._keys is not None or self._streaming or self._partitioned:
-                self.add(name, value)
-                continue  # (the general path from now on)
-            if type(name) is str and name and name[0] != "\x00" and type(value) is np.ndarray:
+            if fast and type(name) is str and name and name[0] != "\x00" and type(value) is np.ndarray:
                 key = name.encode("utf-8", "surrogateescape")
                 if key > last and value.flags.c_contiguous and (dtype := plain.get(value.dtype)) is not None:
-                    items.append(_new(_Item, (key, name, dtype, dtype.as_datatype_enum, value, value.nbytes, None)))
+                    items.append(_new(_Item, (key, name, dtype, dtype._enum, value, value.nbytes, None)))
                     last = key
                     continue
             self._last_key = last
             self.add(name, value)
             last = self._last_key
+            fast = self._keys is None and not self._streaming and not self._partitioned
         self._last_key = last
 
     def add_slice(
@@ -401,77 +440,40 @@ class BundleWriter:
     def _write_shard(self, shard: int, items: list[_Item], tmp: str) -> list[tuple[bytes, bytes]]:
         """Write ``items`` to ``tmp`` in order; return their index entries.
 
-        Tensors are written straight from their buffers (no copies): small ones
-        are gathered into batches written with one ``writev``; while a batch is
-        written, a worker thread computes its CRC-32Cs (both release the GIL).
+        Tensors are written straight from their buffers (no copies), in batches of about
+        8 MiB (at most ``_IOV_MAX`` tensors) with one ``writev`` each; while a batch is
+        written, a worker thread computes its CRC-32Cs (both release the GIL). A string
+        tensor (encoded when its turn comes) or a tensor of 8 MiB or more is a batch of
+        its own. The entries are encoded together at the end.
         """
-        entries: list[tuple[bytes, bytes]] = []  # (key, encoded entry)
-        offset = 0
-        batch: list[tuple[_Item, Any, int | None]] = []  # item, buffer of its bytes, CRC if known
-        sizes: list[int] = []  # of the batch's buffers
-        batch_bytes = 0
+        sizes = [it.nbytes for it in items]  # (-1 for strings until they are encoded)
+        crcs: list[int] = []
         pool: ThreadPoolExecutor | None = None
         try:
             f = open(tmp, "wb", buffering=0)  # noqa: SIM115 (closed by the with below)
         except OSError as e:
             raise os_error(e, tmp, "cannot create") from None
-
-        def flush() -> None:
-            nonlocal offset, batch_bytes, pool
-            views = [v for _, v, _ in batch]
-            todo = [v for _, v, c in batch if c is None]
-            fut: Future[list[int]] | None = None
-            if batch_bytes >= _PIPELINE:
-                if pool is None:
-                    pool = ThreadPoolExecutor(1, thread_name_prefix="tfckpt-crc")
-                fut = pool.submit(masked_crcs, todo)
-                crcs = None
-            else:
-                crcs = masked_crcs(todo)
-            try:
-                _write_views(f, views, sizes)
-            finally:
-                if fut is not None:
-                    crcs = fut.result()
-            assert crcs is not None
-            if len(todo) < len(batch):  # strings: their CRCs were computed while encoding them
-                it_crc = iter(crcs)
-                crcs = [next(it_crc) if c is None else c for _, _, c in batch]
-            if len(batch) >= _BULK_ENCODE:
-                heads = [entry_head(it.enum, it.array.shape) for it, _, _ in batch]
-                entries.extend(zip([it.key for it, _, _ in batch],
-                                   map(bytes.__add__, heads, encode_tails(shard, offset, sizes, crcs))))
-            else:
-                pos = offset
-                for (it, _, _), size, crc in zip(batch, sizes, crcs):
-                    entries.append((it.key, encode_entry(it.enum, it.array.shape, shard, pos, size, crc)))
-                    pos += size
-            offset += batch_bytes
-            batch.clear()
-            sizes.clear()
-            batch_bytes = 0
-
         try:
             with f:
-                for it in items:
-                    view: Any
-                    crc: int | None
-                    if it.enum == _DT_STRING:
-                        view, crc = encode_strings(it.array.reshape(-1).tolist())
-                        size = len(view)
+                for a, b in _batches(sizes):
+                    if sizes[a] < 0:  # a string tensor
+                        view, crc = encode_strings(items[a].array.reshape(-1).tolist())
+                        sizes[a] = len(view)
+                        _write_views(f, [view], sizes[a : a + 1])
+                        crcs.append(crc)
+                        continue
+                    views = [_bytes_of(it.array) for it in items[a:b]]
+                    if sum(sizes[a:b]) >= _PIPELINE:
+                        if pool is None:
+                            pool = ThreadPoolExecutor(1, thread_name_prefix="tfckpt-crc")
+                        fut = pool.submit(masked_crcs, views)
+                        try:
+                            _write_views(f, views, sizes[a:b])
+                        finally:
+                            crcs += fut.result()
                     else:
-                        view = _bytes_of(it.array)
-                        crc = None
-                        size = it.nbytes
-                    if size >= _BATCH and batch:
-                        flush()
-                    batch.append((it, view, crc))
-                    sizes.append(size)
-                    batch_bytes += size
-                    if batch_bytes >= _BATCH or len(batch) >= _IOV_MAX:
-                        flush()
-                if batch:
-                    flush()
+                        crcs += masked_crcs(views)
+                        _write_views(f, views, sizes[a:b])
                 if self.sync:
                     os.fsync(f.fileno())
         except OSError as e:
@@ -479,7 +481,7 @@ class BundleWriter:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
-        return entries
+        return _entries(shard, items, sizes, crcs)
 
     def finish(self) -> str:
         """Write the data files and the index; return the prefix.

@@ -176,21 +176,22 @@ def encode_tails(shard: int, start: int, sizes: list[int], crcs: list[int]) -> l
         prefix = b"\x18" + encode_varint(shard)
         m[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
         cur += len(prefix)
-    rows = np.arange(n)
+    flat = m.reshape(-1)
+    row = np.arange(0, n * _WIDTH, _WIDTH)  # where each entry's row starts in flat
     for tag, v in ((0x20, offset), (0x28, size)):
         present = v != 0
         length, digits = varint_digits(v)
-        r, c = rows[present], cur[present]
-        m[r, c] = tag
-        for j in range(digits.shape[1]):
-            sel = present & (length > j)
-            m[rows[sel], cur[sel] + 1 + j] = digits[sel, j]
+        at = (row + cur)[present]
+        flat[at] = tag
+        j = np.arange(digits.shape[1])
+        put = (j < length[:, None]) & present[:, None]  # (tag, then the varint's bytes)
+        flat[(at[:, None] + 1 + j)[put[present]]] = digits[put]
         cur += present * (1 + length)
     crc = np.array(crcs, np.uint32)
     present = crc != 0
-    r, c = rows[present], cur[present]
-    m[r, c] = 0x35
-    m[r[:, None], c[:, None] + _FOUR] = crc[present].astype("<u4").view(np.uint8).reshape(-1, 4)
+    at = (row + cur)[present]
+    flat[at] = 0x35
+    flat[at[:, None] + _FOUR] = crc[present].astype("<u4").view(np.uint8).reshape(-1, 4)
     cur += 5 * present
     blob = m.tobytes()
     return [blob[a : a + k] for a, k in zip(range(0, n * _WIDTH, _WIDTH), cur.tolist())]

@@ -127,3 +127,55 @@ def test_saver_restores_module_parameters_in_place(tmp_path: Any, monkeypatch: p
         assert torch.equal(t, src.state_dict()[k])
     ptrs = {o.__array_interface__["data"][0] for o in outs}
     assert {dst[0].weight.data_ptr(), dst[0].bias.data_ptr(), dst[1].running_mean.data_ptr()} <= ptrs
+
+
+def test_restore_of_plain_tensors_skips_the_general_checks(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CPU tensors (parameters that require grad, bfloat16 ones) that fit their stored tensors are
+    # read straight into their memory, without the per-entry passes of the general path.
+    from tfckpt import _restore
+
+    torch.manual_seed(0)
+    src = {f"layer{i:02d}/w": torch.randn(i + 1, 3) for i in range(40)}
+    src["bf16"] = torch.randn(4, 2).to(torch.bfloat16)
+    path = tfckpt.write(src, str(tmp_path / "m"))
+    dst = {k: torch.zeros_like(t) for k, t in src.items()}
+    dst["layer00/w"] = torch.nn.Parameter(torch.zeros(1, 3))
+    ptrs = {k: t.data_ptr() for k, t in dst.items()}
+    monkeypatch.setattr(_restore, "_stored_specs", lambda *a: pytest.fail("took the general path"))
+    got = tfckpt.Saver(dst).restore(None, path)
+    for k in src:  # (the values returned are numpy views of the tensors)
+        assert dst[k].data_ptr() == ptrs[k] == got[k].__array_interface__["data"][0], k
+    for k, t in src.items():
+        assert torch.equal(dst[k].detach(), t)
+
+
+@pytest.mark.parametrize("odd", ["float64", "strided", "shape", "inference"])
+def test_restore_of_one_odd_tensor_among_plain_ones(tmp_path: Any, odd: str) -> None:
+    # One tensor the simple path cannot take sends the restore down the general path: the same
+    # results, and TensorFlow's errors before anything is written.
+    src = {f"t{i:02d}": torch.full((5,), float(i)) for i in range(40)}
+    path = tfckpt.write(src, str(tmp_path / "m"))
+    dst = {k: torch.zeros(5) for k in src}
+    if odd == "inference":
+        with torch.inference_mode():
+            dst["t07"] = torch.zeros(5)
+    else:
+        dst["t07"] = {"float64": torch.zeros(5, dtype=torch.float64), "strided": torch.zeros(10)[::2],
+                      "shape": torch.zeros(6)}[odd]
+    saver = tfckpt.Saver(dst)
+    if odd in ("float64", "shape", "inference"):
+        err = {"float64": "expected dtype double does not equal original dtype float",
+               "shape": r"lhs shape= \[6\] rhs shape= \[5\]", "inference": "t07: cannot restore into an inference"}[odd]
+        with pytest.raises(InvalidArgumentError, match=err):
+            saver.restore(None, path)
+        assert not dst["t00"].any()
+        return
+    saver.restore(None, path)
+    for k, t in src.items():
+        assert torch.equal(dst[k], t), k
+    if odd == "strided":
+        with torch.inference_mode():  # (inside inference mode, inference tensors take values)
+            inf = {k: torch.zeros(5) for k in src}
+            inf["t07"] = torch.zeros(10)[::2]
+            tfckpt.Saver(inf).restore(None, path)
+        assert all(torch.equal(inf[k], t) for k, t in src.items())

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tfckpt.dtypes import DType, as_dtype
+from tfckpt.dtypes import DType, as_dtype, dtype_of_numpy
 from tfckpt.errors import InvalidArgumentError, UnimplementedError
 
 __all__ = ["Typed", "framework_of", "to_array", "typed"]
@@ -115,6 +115,9 @@ def to_array(value: object, name: str = "") -> tuple[DType, np.ndarray[Any, Any]
         from tfckpt.adapters import torch as torch_adapter
 
         value = torch_adapter.to_numpy(value)  # type: ignore[arg-type]
+        dt = dtype_of_numpy(value.dtype)  # (C-contiguous, native order: as is unless strings)
+        if dt is not None and not dt.is_string:
+            return dt, value
     elif fw == "jax":
         from tfckpt.adapters import jax as jax_adapter
 

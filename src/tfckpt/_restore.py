@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -158,23 +158,43 @@ _NUMPY_OF: dict[int, np.dtype[Any]] = {
     enum: dt.numpy_dtype for enum, dt in FIXED_DTYPES.items() if dtype_of_numpy(dt.numpy_dtype) is dt}
 
 
+def _torch_inplace() -> tuple[Callable[[Any], np.ndarray[Any, Any] | None], type]:
+    """The torch adapter's ``inplace_numpy``, and ``torch.Tensor`` (torch is imported already)."""
+    import torch
+
+    from tfckpt.adapters.torch import inplace_numpy
+
+    return inplace_numpy, torch.Tensor
+
+
 def _all_in_place(reader: CheckpointReader, entries: list[Entry],
                   leaves: list[object]) -> dict[str, np.ndarray[Any, Any]] | None:
     """Key -> target array when every entry can simply be read into its target (a writeable
-    C-contiguous numpy array or Variable of the stored dtype and shape, one per key, from a V2
-    bundle); None when any cannot, or anything is off: the general path then decides (and
+    C-contiguous numpy array, Variable or CPU torch tensor of the stored dtype and shape, one
+    per key, from a V2 bundle); None when any cannot, or anything is off: the general path then decides (and
     raises TensorFlow's errors). The common case of a big model, without its per-entry passes."""
     impl = reader._impl
     if not isinstance(impl, BundleReader):
         return None
     targets: dict[str, np.ndarray[Any, Any]] = {}
+    inplace_numpy: Callable[[Any], np.ndarray[Any, Any] | None] | None = None
+    tensor_type: type = type(None)
     for e, leaf in zip(entries, leaves):
         if type(leaf) is np.ndarray:
             buf = leaf
         elif isinstance(leaf, Variable):
             buf = leaf._value
         else:
-            return None
+            if inplace_numpy is None:
+                if not _state._is_torch_tensor(leaf):
+                    return None
+                inplace_numpy, tensor_type = _torch_inplace()
+            elif not isinstance(leaf, tensor_type):
+                return None
+            tbuf = inplace_numpy(leaf)  # (its memory, as numpy: None for GPU, strided, inference tensors)
+            if tbuf is None:
+                return None
+            buf = tbuf
         if e.slice_info is not None or e.expand or e.key in targets:
             return None
         targets[e.key] = buf
@@ -252,6 +272,12 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
     # every shape error before anything is written
     shapes = [_check_shape(e, key, leaf, spec, specs[key][1], reshape)
               for e, key, leaf, spec in zip(entries, keys, leaves, leaf_specs)]
+    for e, leaf in zip(entries, leaves):
+        if framework_of(leaf) == "torch" and _state._is_torch_tensor(leaf):
+            from tfckpt.adapters.torch import unassignable
+
+            if (why := unassignable(leaf)) is not None:  # type: ignore[arg-type]
+                raise InvalidArgumentError(f"{e.key}: {why}", key=e.key)
     # Targets whose memory can take the stored bytes are read into directly, in one bulk read.
     inplace = _inplace_targets(entries, keys, leaves, specs)
     if inplace:

@@ -24,7 +24,7 @@ import torch
 
 from tfckpt.errors import InvalidArgumentError, UnimplementedError
 
-__all__ = ["assign_", "from_numpy", "numpy_dtype", "to_numpy"]
+__all__ = ["assign_", "from_numpy", "numpy_dtype", "to_numpy", "unassignable"]
 
 # torch dtypes numpy cannot hold natively: (torch dtype, integer view dtype, ml_dtypes type)
 _BITS: list[tuple[Any, Any, Any]] = [(torch.bfloat16, torch.int16, ml_dtypes.bfloat16)]
@@ -35,6 +35,7 @@ for _t, _m in (("float8_e4m3fn", "float8_e4m3fn"), ("float8_e5m2", "float8_e5m2"
 
 _TO_ML = {t: (view, ml) for t, view, ml in _BITS}
 _FROM_ML = {np.dtype(ml): (t, view) for t, view, ml in _BITS}
+_NUMPY_OF: dict[Any, np.dtype[Any]] = {}  # torch dtype -> numpy_dtype(it), as found
 
 
 def numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
@@ -43,13 +44,17 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
     Raises:
         UnimplementedError: the dtype has no TensorFlow counterpart (e.g. quantized types).
     """
-    if dtype in _TO_ML:
-        ml: np.dtype[Any] = np.dtype(_TO_ML[dtype][1])
-        return ml
-    try:
-        return np.dtype(str(torch.empty((), dtype=dtype).numpy().dtype))
-    except (TypeError, RuntimeError):
-        raise UnimplementedError(f"torch dtype {dtype} has no TensorFlow equivalent") from None
+    npd = _NUMPY_OF.get(dtype)
+    if npd is None:
+        if dtype in _TO_ML:
+            npd = np.dtype(_TO_ML[dtype][1])
+        else:
+            try:
+                npd = np.dtype(str(torch.empty((), dtype=dtype).numpy().dtype))
+            except (TypeError, RuntimeError):
+                raise UnimplementedError(f"torch dtype {dtype} has no TensorFlow equivalent") from None
+        _NUMPY_OF[dtype] = npd
+    return npd
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
@@ -61,14 +66,15 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
         raise InvalidArgumentError(f"expected a torch.Tensor, got {type(t).__name__}")
     if t.layout != torch.strided:
         raise UnimplementedError(f"cannot store a {t.layout} tensor; convert it with .to_dense() first")
-    x = t.detach()
-    if x.device.type != "cpu":
+    x = t.detach() if t.requires_grad else t
+    if not x.is_cpu:
         x = x.cpu()
     if x.is_conj():
         x = x.resolve_conj()
     if x.is_neg():
         x = x.resolve_neg()
-    x = x.contiguous()
+    if not x.is_contiguous():
+        x = x.contiguous()
     bits = _TO_ML.get(x.dtype)
     if bits is not None:
         return x.view(bits[0]).numpy().view(bits[1])
@@ -81,10 +87,10 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
 def inplace_numpy(t: torch.Tensor) -> np.ndarray[Any, Any] | None:
     """A writeable numpy array over ``t``'s own memory (dense contiguous CPU tensors of a dtype
     TensorFlow has), so restoring can read into it directly; None otherwise."""
-    if (t.device.type != "cpu" or t.layout != torch.strided or not t.is_contiguous() or t.is_conj()
+    if (not t.is_cpu or t.layout != torch.strided or not t.is_contiguous() or t.is_conj()
             or t.is_neg() or t.is_inference()):
         return None
-    x = t.detach()
+    x = t.detach() if t.requires_grad else t
     bits = _TO_ML.get(x.dtype)
     try:
         arr = x.view(bits[0]).numpy().view(bits[1]) if bits is not None else x.numpy()
@@ -112,13 +118,25 @@ def _shape_str(shape: tuple[int, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
+def unassignable(t: torch.Tensor) -> str | None:
+    """Why values cannot be copied into ``t`` in place (None: they can): an inference tensor
+    outside ``torch.inference_mode()``, which torch refuses to update."""
+    if t.is_inference() and not torch.is_inference_mode_enabled():
+        return ("cannot restore into an inference tensor (made under torch.inference_mode()) outside "
+                "inference mode; clone it, or restore inside torch.inference_mode()")
+    return None
+
+
 def assign_(t: torch.Tensor, arr: np.ndarray[Any, Any]) -> torch.Tensor:
     """Copy ``arr`` into ``t`` in place, keeping ``t``'s dtype and device; return ``t``.
 
     Raises:
-        InvalidArgumentError: the shapes differ (TensorFlow's ``Assign`` message).
+        InvalidArgumentError: the shapes differ (TensorFlow's ``Assign`` message), or ``t``
+            cannot be updated in place (:func:`unassignable`).
     """
     a = np.asarray(arr)
+    if (why := unassignable(t)) is not None:
+        raise InvalidArgumentError(why)
     if tuple(t.shape) != tuple(a.shape):
         raise InvalidArgumentError(
             "Assign requires shapes of both tensors to match. "

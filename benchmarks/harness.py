@@ -254,7 +254,7 @@ def _bench_peer(peer: peers_mod.Peer, w: Workload, workdir: str, quick: bool, rs
     rec["read_one"] = _repeat(lambda: peer.read_one(path, w.target), repeats)
     state = None
     _trim()
-    if rss and peer.name not in ("tfckpt-sync", "tfckpt-saver", "tfckpt-mmap"):  # tfckpt's memory: once
+    if rss and peer.name not in ("tfckpt-sync", "tfckpt-saver", "tfckpt-torch", "tfckpt-mmap"):  # tfckpt's: once
         for op in ("save", "restore", "restore_into"):
             if (op == "restore" and not rec["restore"]) or (op == "restore_into" and not rec["restore_into"]):
                 continue

@@ -236,6 +236,25 @@ class TfckptSaver(_SaverCalls):
     read_one = Tfckpt.read_one
 
 
+class TfckptTorch(_SaverCalls):
+    """``tfckpt.Saver`` over the workload as torch tensors (the torch peer's state), called as
+    the TF1 Saver peer is: what a PyTorch user of tfckpt does."""
+
+    name = "tfckpt-torch"
+    label = "tfckpt.Saver over torch tensors (sync=False; save / restore into the tensors)"
+    module = "torch"
+    imports = ("tfckpt", "torch")
+
+    def prepare(self, w: Workload) -> tuple[Any, list[str]]:
+        import tfckpt
+
+        state, notes = Torch().prepare(w)
+        self.saver = tfckpt.Saver(state, sync=False)
+        return state, [n for n in notes if not n.startswith("read one")]
+
+    read_one = Tfckpt.read_one
+
+
 # -- TensorFlow --------------------------------------------------------------
 
 
@@ -458,8 +477,8 @@ class NumpySavez(Peer):
 
 def all_peers() -> list[Peer]:
     """Every peer, the floor and tfckpt first."""
-    return [RawFloor(), Tfckpt(), TfckptSync(), TfckptSaver(), TfckptMmap(), TfSaveV2(), TfSaver(), SafetensorsNumpy(),
-            SafetensorsTorch(), Torch(), NumpySavez()]
+    return [RawFloor(), Tfckpt(), TfckptSync(), TfckptSaver(), TfckptTorch(), TfckptMmap(), TfSaveV2(), TfSaver(),
+            SafetensorsNumpy(), SafetensorsTorch(), Torch(), NumpySavez()]
 
 
 def as_numpy(value: Any) -> np.ndarray[Any, Any]:

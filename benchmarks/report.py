@@ -207,6 +207,8 @@ def render_markdown(results: dict[str, Any], command: str, plot_name: str | None
         "- **tfckpt-saver**: `tfckpt.Saver(arrays, sync=False)`, called as the TF1 Saver peer is: "
         "`save(None, prefix, write_meta_graph=False, write_state=False)` and `restore(None, prefix)` into the "
         "arrays (its peak RSS is not measured separately).",
+        "- **tfckpt-torch**: the same `tfckpt.Saver` calls over the **torch** peer's tensors (CPU, sharing "
+        "the arrays' memory): what a PyTorch user of tfckpt does; compare it with **torch**.",
         "- **tfckpt-mmap**: `tfckpt.read(prefix, copy=False, verify_crc=False)`: read-only arrays backed by a "
         "memory map of the data files, pages read on first touch; compare its restore with **safetensors-pt**'s, "
         "which does the same (not a full restore; its save is tfckpt's).",

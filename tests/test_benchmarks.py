@@ -86,6 +86,18 @@ def test_rounds_pool_their_runs_and_start_from_different_peers(tmp_path: Path,
     assert main(["run", "--quick", "--rounds", "0", "--out", str(tmp_path / "x")]) == 2
 
 
+def test_saver_over_torch_tensors_peer(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    res = _run(tmp_path, "--only", "mixed", "--peers", "tfckpt-torch,torch", "--no-rss")
+    rec = res["runs"][0]
+    assert rec["peer"] == "tfckpt-torch"
+    assert rec["skipped"] is None
+    assert len(rec["save"]) == len(rec["restore_into"]) == 2
+    assert rec["restore"] == []
+    assert rec["read_one_ok"] is True
+    assert "what a PyTorch user of tfckpt does" in (tmp_path / "out" / "BENCHMARKS.md").read_text()
+
+
 def test_unknown_workload_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--quick", "--only", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown workload 'nope'" in capsys.readouterr().err

@@ -18,6 +18,7 @@ byte-identical to TensorFlow's ``SaveV2`` for the same tensors.
 
 from __future__ import annotations
 
+import array
 import errno
 import io
 import os
@@ -46,7 +47,7 @@ _BATCH = 8 << 20  # tensors are gathered into writes of about this many bytes
 _PIPELINE = 1 << 20  # from this size on a batch's CRCs are computed in a thread while it is written
 _IOV_MAX = 512  # buffers per writev (POSIX guarantees at least 16; Linux allows 1024)
 _BULK_ENCODE = 64  # from this many tensors in a data file, their entries are encoded with numpy
-_TAILS = 1 << 16  # entries encoded by one numpy call
+_TAILS = 8192  # entries encoded by one numpy call
 _MAX_WRITE = 1 << 30  # bytes per write call (Linux writes at most 0x7ffff000 bytes per call)
 
 
@@ -106,7 +107,7 @@ def _batches(sizes: list[int]) -> Iterator[tuple[int, int]]:
     yield from zip(starts, [*starts[1:], n])
 
 
-def _entries(shard: int, items: list[_Item], sizes: list[int], crcs: list[int]) -> list[tuple[bytes, bytes]]:
+def _entries(shard: int, items: list[_Item], sizes: list[int], crcs: Sequence[int]) -> list[tuple[bytes, bytes]]:
     """``(key, encoded entry)`` of ``items`` written one after another from the start of data
     shard ``shard``, with their byte sizes and masked CRC-32Cs."""
     if len(items) < _BULK_ENCODE:
@@ -116,13 +117,15 @@ def _entries(shard: int, items: list[_Item], sizes: list[int], crcs: list[int]) 
             entries.append((it.key, encode_entry(it.enum, it.array.shape, shard, pos, size, crc)))
             pos += size
         return entries
-    tails: list[bytes] = []
+    entries = []
     pos = 0
-    for a in range(0, len(items), _TAILS):  # (bounds encode_tails' scratch memory)
-        tails += encode_tails(shard, pos, sizes[a : a + _TAILS], crcs[a : a + _TAILS])
+    for a in range(0, len(items), _TAILS):  # (a chunk at a time: its tails are dropped once joined)
+        chunk = items[a : a + _TAILS]
+        tails = encode_tails(shard, pos, sizes[a : a + _TAILS], crcs[a : a + _TAILS])
+        heads = [entry_head(it.enum, it.array.shape) for it in chunk]
+        entries += zip([it.key for it in chunk], map(bytes.__add__, heads, tails))
         pos += sum(sizes[a : a + _TAILS])
-    heads = [entry_head(it.enum, it.array.shape) for it in items]
-    return list(zip([it.key for it in items], map(bytes.__add__, heads, tails)))
+    return entries
 
 
 def _write_views(f: Any, views: list[Any], sizes: list[int]) -> None:
@@ -447,7 +450,7 @@ class BundleWriter:
         its own. The entries are encoded together at the end.
         """
         sizes = [it.nbytes for it in items]  # (-1 for strings until they are encoded)
-        crcs: list[int] = []
+        crcs = array.array("I")  # masked CRC-32C of each (4 bytes each, not a Python int)
         pool: ThreadPoolExecutor | None = None
         try:
             f = open(tmp, "wb", buffering=0)  # noqa: SIM115 (closed by the with below)
@@ -470,9 +473,9 @@ class BundleWriter:
                         try:
                             _write_views(f, views, sizes[a:b])
                         finally:
-                            crcs += fut.result()
+                            crcs.extend(fut.result())
                     else:
-                        crcs += masked_crcs(views)
+                        crcs.extend(masked_crcs(views))
                         _write_views(f, views, sizes[a:b])
                 if self.sync:
                     os.fsync(f.fileno())

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -154,7 +155,7 @@ def decode_entries(values: list[bytes], names: list[str], path: str) -> list[Bun
                                                values, names)]
 
 
-def encode_tails(shard: int, start: int, sizes: list[int], crcs: list[int]) -> list[bytes]:
+def encode_tails(shard: int, start: int, sizes: Sequence[int], crcs: Sequence[int]) -> list[bytes]:
     """The encoded ``shard_id``, ``offset``, ``size`` and ``crc32c`` fields of entries whose data
     lie one after another from ``start`` in data shard ``shard`` (zero fields are left out, as
     protobuf does); ``entry_head(dtype, shape) + tail`` is the whole entry.

@@ -179,3 +179,25 @@ def test_restore_of_one_odd_tensor_among_plain_ones(tmp_path: Any, odd: str) -> 
             inf["t07"] = torch.zeros(10)[::2]
             tfckpt.Saver(inf).restore(None, path)
         assert all(torch.equal(inf[k], t) for k, t in src.items())
+
+
+def test_writer_add_many_of_torch_tensors_writes_what_add_does(tmp_path: Any) -> None:
+    from tfckpt._format.bundle_writer import BundleWriter
+
+    torch.manual_seed(0)
+    pairs = [("a", torch.randn(3, 2)), ("b", torch.randn(4).to(torch.bfloat16)), ("c", torch.randn(4, 4).t()),
+             ("d", torch.nn.Parameter(torch.randn(2))), ("e", 1.5), ("f", np.arange(3)),
+             ("d2", torch.zeros(2, dtype=torch.int64)), ("g", torch.randn(2, dtype=torch.complex64).conj())]
+    one, many = BundleWriter(str(tmp_path / "one")), BundleWriter(str(tmp_path / "many"))
+    for name, value in pairs:
+        one.add(name, value)
+    many.add_many(pairs)
+    one.finish()
+    many.finish()
+    for suffix in (".index", ".data-00000-of-00001"):
+        assert (tmp_path / ("one" + suffix)).read_bytes() == (tmp_path / ("many" + suffix)).read_bytes()
+    got = tfckpt.read(str(tmp_path / "many"))
+    assert got["c"].tolist() == pairs[2][1].tolist()  # type: ignore[union-attr]
+    assert got["g"].tolist() == pairs[7][1].resolve_conj().tolist()  # type: ignore[union-attr]
+    with pytest.raises(InvalidArgumentError, match="duplicate"):
+        BundleWriter(str(tmp_path / "dup")).add_many([("x", torch.ones(1)), ("x", torch.ones(1))])

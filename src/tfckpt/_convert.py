@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from tfckpt.dtypes import DType, as_dtype, dtype_of_numpy
 from tfckpt.errors import InvalidArgumentError, UnimplementedError
 
-__all__ = ["Typed", "framework_of", "to_array", "typed"]
+__all__ = ["Typed", "framework_of", "to_array", "torch_adapter", "typed"]
 
 
 class Typed:
@@ -60,6 +61,16 @@ def framework_of(value: object) -> str | None:
     if mod.startswith(("jax", "jaxlib")):
         return "jax"
     return None
+
+
+def torch_adapter() -> tuple[ModuleType, type]:
+    """:mod:`tfckpt.adapters.torch` and ``torch.Tensor``, for code that has met a torch value
+    (so torch is imported already)."""
+    import torch
+
+    from tfckpt.adapters import torch as adapter
+
+    return adapter, torch.Tensor
 
 
 def _strings(arr: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:

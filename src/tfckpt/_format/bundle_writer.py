@@ -22,14 +22,14 @@ import array
 import errno
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from tfckpt._convert import framework_of, to_array
+from tfckpt._convert import framework_of, to_array, torch_adapter
 from tfckpt._format.coding import crc32c, mask, masked_crcs
 from tfckpt._format.entries_bulk import encode_tails
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader, encode_entry, entry_head
@@ -85,15 +85,6 @@ def _bytes_of(a: np.ndarray[Any, Any]) -> Any:
 def _byte_view(v: Any) -> memoryview:
     """``v`` (bytes or a buffer from :func:`_bytes_of`) as a memoryview of bytes, to slice by byte."""
     return memoryview(v) if isinstance(v, (bytes, bytearray, memoryview)) else v.reshape(-1).view(np.uint8).data
-
-
-def _torch_numpy() -> tuple[type, Callable[[Any], np.ndarray[Any, Any]]]:
-    """``torch.Tensor`` and the torch adapter's ``to_numpy`` (torch is imported already)."""
-    import torch
-
-    from tfckpt.adapters.torch import to_numpy
-
-    return torch.Tensor, to_numpy
 
 
 def _batches(sizes: list[int]) -> Iterator[tuple[int, int]]:
@@ -371,7 +362,8 @@ class BundleWriter:
         for name, value in pairs:
             if type(value) is not np.ndarray and (tensor is not None or framework_of(value) == "torch"):
                 if tensor is None:
-                    tensor, tensor_to_numpy = _torch_numpy()
+                    adapter, tensor = torch_adapter()
+                    tensor_to_numpy = adapter.to_numpy
                 if isinstance(value, tensor):
                     value = tensor_to_numpy(value)  # (what add would do: shares the tensor's memory)
             if fast and type(name) is str and name and name[0] != "\x00" and type(value) is np.ndarray:

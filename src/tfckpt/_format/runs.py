@@ -139,29 +139,15 @@ class _Run:
 
     __slots__ = ("bufs", "crcs", "end", "file", "names", "shard", "start")
 
-    def __init__(self, f: LocalFile, shard: int, name: str, offset: int, size: int, crc: int,
-                 buf: np.ndarray[Any, Any]) -> None:
+    def __init__(self, f: LocalFile, shard: int, start: int, end: int, names: list[str], crcs: list[int],
+                 bufs: list[Any]) -> None:
         self.file = f
         self.shard = shard
-        self.start = offset
-        self.end = offset + size
-        self.names = [name]
-        self.crcs = [crc]  # stored (masked)
-        self.bufs: list[Any] = [buf]  # numpy arrays: preadv and crc32c take any buffer
-
-    @classmethod
-    def of(cls, f: LocalFile, shard: int, start: int, end: int, names: list[str], crcs: list[int],
-           bufs: list[Any]) -> _Run:
-        """A run of several adjacent tensors at once (``bufs`` fill ``start`` to ``end``)."""
-        run = cls.__new__(cls)
-        run.file = f
-        run.shard = shard
-        run.start = start
-        run.end = end
-        run.names = names
-        run.crcs = crcs
-        run.bufs = bufs
-        return run
+        self.start = start
+        self.end = end  # (``bufs`` fill ``start`` to ``end``)
+        self.names = names
+        self.crcs = crcs  # stored (masked)
+        self.bufs = bufs  # numpy arrays: preadv and crc32c take any buffer
 
     def entries(self) -> Iterator[tuple[str, BundleEntry]]:
         """(name, entry) of each tensor, with where it lies and its CRC (what errors report)."""
@@ -204,20 +190,7 @@ class RunQueue:
         """Queue tensor ``name`` (``size`` bytes at ``offset`` in data shard ``shard``, stored
         masked CRC ``crc``) to be read into ``buf`` (C-contiguous, exactly ``size`` bytes: the
         caller checks it)."""
-        run = self._open.get(shard)
-        if run is not None:
-            if offset == run.end and len(run.bufs) < _IOV_MAX and offset - run.start < CHUNK:
-                run.names.append(name)
-                run.crcs.append(crc)
-                run.bufs.append(buf)
-                run.end = offset + size
-                return
-            if offset < run.end and self._defer:
-                self._late.append((shard, offset, name, size, crc, buf))
-                return
-            self._close(run)  # (sorted, a tensor starts before the run's end only if they overlap)
-        # A missing data file is reported for the first tensor that needs it.
-        self._open[shard] = _Run(self._owner._file(shard, name), shard, name, offset, size, crc, buf)
+        self._add_run(shard, offset, offset + size, [name], [crc], [buf])
 
     def add_batch(self, where: np.ndarray[Any, Any], names: list[str], crcs: list[int], bufs: list[Any]) -> None:
         """:meth:`add` for many tensors at once: ``where`` holds their shards, offsets and sizes
@@ -243,6 +216,9 @@ class RunQueue:
             self._add_run(shards[a], offsets[a], ends[b - 1], names[a:b], crcs[a:b], bufs[a:b])
 
     def _add_run(self, shard: int, start: int, end: int, names: list[str], crcs: list[int], bufs: list[Any]) -> None:
+        """Queue adjacent tensors filling ``start`` to ``end``: they join the shard's open run if
+        they continue it, wait for :meth:`finish` if they come before its end (out of file
+        order), else open a new run."""
         run = self._open.get(shard)
         if run is not None:
             if start == run.end and len(run.bufs) + len(bufs) <= _IOV_MAX and start - run.start < CHUNK:
@@ -257,8 +233,9 @@ class RunQueue:
                     self._late.append((shard, pos, name, buf.nbytes, crc, buf))
                     pos += buf.nbytes
                 return
-            self._close(run)
-        self._open[shard] = _Run.of(self._owner._file(shard, names[0]), shard, start, end, names, crcs, bufs)
+            self._close(run)  # (sorted, tensors start before the run's end only if they overlap)
+        # A missing data file is reported for the first tensor that needs it.
+        self._open[shard] = _Run(self._owner._file(shard, names[0]), shard, start, end, names, crcs, bufs)
 
     def _close(self, run: _Run) -> None:
         if run.end > run.file.size:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from tfckpt import _state
-from tfckpt._convert import framework_of
+from tfckpt._convert import framework_of, torch_adapter
 from tfckpt._format.bulk_reads import FIXED_DTYPES
 from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._state import Entry
@@ -158,15 +158,6 @@ _NUMPY_OF: dict[int, np.dtype[Any]] = {
     enum: dt.numpy_dtype for enum, dt in FIXED_DTYPES.items() if dtype_of_numpy(dt.numpy_dtype) is dt}
 
 
-def _torch_inplace() -> tuple[Callable[[Any], np.ndarray[Any, Any] | None], type]:
-    """The torch adapter's ``inplace_numpy``, and ``torch.Tensor`` (torch is imported already)."""
-    import torch
-
-    from tfckpt.adapters.torch import inplace_numpy
-
-    return inplace_numpy, torch.Tensor
-
-
 def _all_in_place(reader: CheckpointReader, entries: list[Entry],
                   leaves: list[object]) -> dict[str, np.ndarray[Any, Any]] | None:
     """Key -> target array when every entry can simply be read into its target (a writeable
@@ -188,7 +179,8 @@ def _all_in_place(reader: CheckpointReader, entries: list[Entry],
             if inplace_numpy is None:
                 if not _state._is_torch_tensor(leaf):
                     return None
-                inplace_numpy, tensor_type = _torch_inplace()
+                adapter, tensor_type = torch_adapter()
+                inplace_numpy = adapter.inplace_numpy
             elif not isinstance(leaf, tensor_type):
                 return None
             tbuf = inplace_numpy(leaf)  # (its memory, as numpy: None for GPU, strided, inference tensors)
@@ -273,11 +265,10 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
     shapes = [_check_shape(e, key, leaf, spec, specs[key][1], reshape)
               for e, key, leaf, spec in zip(entries, keys, leaves, leaf_specs)]
     for e, leaf in zip(entries, leaves):
-        if framework_of(leaf) == "torch" and _state._is_torch_tensor(leaf):
-            from tfckpt.adapters.torch import unassignable
-
-            if (why := unassignable(leaf)) is not None:  # type: ignore[arg-type]
-                raise InvalidArgumentError(f"{e.key}: {why}", key=e.key)
+        if (framework_of(leaf) == "torch" and _state._is_torch_tensor(leaf)
+                and (why := torch_adapter()[0].unassignable(leaf)) is not None):
+            raise InvalidArgumentError(f"restoring {e.key} from checkpoint {reader.prefix}: {why}", key=e.key,
+                                       path=reader.prefix)
     # Targets whose memory can take the stored bytes are read into directly, in one bulk read.
     inplace = _inplace_targets(entries, keys, leaves, specs)
     if inplace:

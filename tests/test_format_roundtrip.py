@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tfckpt
+from tfckpt._format.blocks import _by_intervals, _entry_by_entry, block_columns
 from tfckpt._format.coding import (
+    FIXED32,
     crc32c,
     decode_varint,
     encode_varint,
@@ -221,6 +223,49 @@ def test_table_bulk_prefixes_match_one_by_one(keys: list[bytes], block_size: int
     data = bulk.finish()
     assert data == one.finish()
     assert list(TableReader(data).items()) == pairs
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=60)
+@given(st.lists(st.binary(min_size=1, max_size=30), min_size=70, max_size=600, unique=True),
+       st.integers(1, 20), st.integers(0, 150), st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)),
+                                                            max_size=4))
+def test_block_walk_by_intervals_matches_entry_by_entry(keys: list[bytes], interval: int, vmax: int,
+                                                          flips: list[tuple[int, int]]) -> None:
+    # The vectorised walk (every restart interval at once) must give exactly what the walk from
+    # offset 0 gives, or decline (None): also on blocks with bytes changed anywhere.
+    pairs = [(k, bytes(i % (vmax + 1))) for i, k in enumerate(sorted(keys))]
+    w = TableWriter(block_size=1 << 20, restart_interval=interval)
+    w.add_many(pairs)
+    t = TableReader(w.finish())
+    off, size = t._handles[0]
+    block = bytearray(t._read_block(off, size, "data block 0"))
+    for at, byte in flips:
+        block[at % len(block)] = byte
+    contents = bytes(block)
+    n = len(contents)
+    (num_restarts,) = FIXED32.unpack_from(contents, n - 4)
+    if num_restarts == 0 or num_restarts > (n - 4) // 4:
+        return
+    limit = n - 4 * (1 + num_restarts)
+    fast = _by_intervals(contents, limit, num_restarts)
+    if not flips and vmax < 0x80:  # (one-byte header fields: the walk takes the block)
+        assert fast is not None
+        assert list(zip(*fast)) == pairs
+    if fast is not None:
+        assert fast == _entry_by_entry(contents, limit, "")
+        assert block_columns(contents) == fast
+
+
+def test_block_walk_by_intervals_declines_longer_varints() -> None:
+    # A non-canonical two-byte varint (non_shared = 0x80 0x00) whose misreading as one-byte
+    # fields lands exactly on the interval's end: only the header check stops the fast walk.
+    value = bytes(range(127))
+    entries = b"\x00\x80\x00\x7f" + value
+    contents = entries * 3 + FIXED32.pack(0) + FIXED32.pack(131) + FIXED32.pack(262) + FIXED32.pack(3)
+    assert _by_intervals(contents, len(entries) * 3, 3) is None
+    keys, values = block_columns(contents)  # (the walk from the start; key order is the table's to check)
+    assert keys == [b""] * 3
+    assert values == [value] * 3
 
 
 def test_table_rejects_unsorted_keys() -> None:

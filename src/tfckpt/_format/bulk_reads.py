@@ -11,6 +11,7 @@ errors are those of ``read``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,12 @@ def _queue_batch(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[A
     where = cols.where if cols.where is not None else np.array([cols.shard, cols.offset, sizes], np.int64)
     runs.add_batch(where, names, cols.crc32c, bufs)
     return True
+
+
+def _decoded(keys: list[bytes]) -> list[str]:
+    """Tensor names of index keys (as the reader decodes them: undecodable bytes kept as
+    lone surrogates)."""
+    return [k.decode("utf-8", "surrogateescape") for k in keys]
 
 
 def _layout(spec: tuple[int, tuple[int, ...]]) -> tuple[Any, int]:
@@ -178,17 +185,19 @@ class BulkReads:
         keeps none of the names it decodes."""
         raw = self._raw
         if self._names is not None:
-            found = [n for n in names if n in raw]
-            return found, [raw[n] for n in found]
-        want = {n: n for n in names}
-        get = want.get
-        found = []
-        values = []
-        for keys, vals in self._table.blocks():
-            for key, value in zip(keys, vals):
-                if key and key[0] != 0 and (name := get(key.decode("utf-8", "surrogateescape"))) is not None:
-                    found.append(name)
-                    values.append(value)
+            have = [n for n in names if n in raw]
+            return have, [raw[n] for n in have]
+        get = {n: n for n in names}.get
+        found: list[str] = []
+        values: list[bytes] = []
+        for keys, vals in self._tensor_blocks():
+            hits: list[Any] = list(map(get, _decoded(keys)))
+            if None in hits:
+                found += filter(None, hits)
+                values += itertools.compress(vals, hits)
+            else:
+                found += hits
+                values += vals
         return found, values
 
     def entries(self, names: Iterable[str]) -> dict[str, BundleEntry]:
@@ -240,14 +249,17 @@ class BulkReads:
 
     def _every_batch(self) -> Iterator[_Batch]:
         """The entries of every tensor in key order, a table block at a time (nothing cached)."""
+        for keys, values in self._tensor_blocks():
+            yield _decoded(keys), values, None
+
+    def _tensor_blocks(self) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """The keys and values of each table block, without the header and slice entries
+        (keys empty or starting with a zero byte: they sort before every tensor's)."""
         for keys, values in self._table.blocks():
-            names: list[str] = []
-            raw: list[bytes] = []
-            for key, value in zip(keys, values):
-                if key and key[0] != 0:  # (not the header, not a slice)
-                    names.append(key.decode("utf-8", "surrogateescape"))
-                    raw.append(value)
-            yield names, raw, None
+            i = 0
+            while i < len(keys) and (not keys[i] or keys[i][0] == 0):
+                i += 1
+            yield (keys[i:], values[i:]) if i else (keys, values)
 
     def _columns(self, batch: _Batch) -> tuple[list[str], Columns | None, list[Any]]:
         """A batch's names, its entries' :class:`Columns` (None for a big-endian bundle or a batch

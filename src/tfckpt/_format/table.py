@@ -19,11 +19,11 @@ Example:
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from tfckpt._format.blocks import block_columns, keys_increase, parse_block
 from tfckpt._format.coding import FIXED32, crc32c, decode_varint, encode_varint, mask, unmask
 from tfckpt.errors import DataLossError, InvalidArgumentError
 
@@ -36,6 +36,7 @@ __all__ = [
     "build_table",
     "find_short_successor",
     "find_shortest_separator",
+    "parse_block",
 ]
 
 BLOCK_SIZE = 262144
@@ -46,7 +47,6 @@ MAGIC = 0xDB4775248B80FB57
 MAGIC_BYTES = MAGIC.to_bytes(8, "little")
 NO_COMPRESSION = 0
 SNAPPY_COMPRESSION = 1
-_KEY_EXPANSION = 16
 
 
 def _shared_prefixes(keys: list[bytes]) -> list[int] | None:
@@ -230,52 +230,6 @@ def _decode_handle(buf: bytes | memoryview, pos: int, limit: int) -> tuple[int, 
     return offset, size, pos
 
 
-def parse_block(contents: bytes, *, where: str = "") -> list[tuple[bytes, bytes]]:
-    """Decode every ``(key, value)`` of an uncompressed block, validating every length."""
-    return list(zip(*block_columns(contents, where=where)))
-
-
-def block_columns(contents: bytes, *, where: str = "") -> tuple[list[bytes], list[bytes]]:
-    """The keys and the values of an uncompressed block (see :func:`parse_block`), as two lists."""
-    n = len(contents)
-    if n < 4:
-        raise DataLossError(f"corrupt block{where}: {n} bytes is too short")
-    (num_restarts,) = FIXED32.unpack_from(contents, n - 4)
-    max_restarts = (n - 4) // 4
-    if num_restarts > max_restarts:
-        raise DataLossError(f"corrupt block{where}: {num_restarts} restarts do not fit in {n} bytes")
-    limit = n - 4 * (1 + num_restarts)
-    keys: list[bytes] = []
-    values: list[bytes] = []
-    pos = 0
-    key = b""
-    # Prefix compression lets each entry repeat the previous key for free, so a
-    # hostile block could make the decoded keys quadratic in its size. A writer
-    # restarting every 16 entries (LevelDB, TensorFlow) stays below 16 x n.
-    key_budget = _KEY_EXPANSION * n + 65536
-    while pos < limit:
-        if pos + 3 <= limit and contents[pos] < 0x80 and contents[pos + 1] < 0x80 and contents[pos + 2] < 0x80:
-            shared, non_shared, vlen = contents[pos], contents[pos + 1], contents[pos + 2]
-            pos += 3
-        else:
-            shared, pos = decode_varint(contents, pos, limit, 5)
-            non_shared, pos = decode_varint(contents, pos, limit, 5)
-            vlen, pos = decode_varint(contents, pos, limit, 5)
-        if shared > len(key) or pos + non_shared + vlen > limit:
-            raise DataLossError(f"corrupt block{where}: bad entry at offset {pos}")
-        key = key[:shared] + contents[pos : pos + non_shared]
-        key_budget -= len(key)
-        if key_budget < 0:
-            raise DataLossError(
-                f"corrupt block{where}: prefix-compressed keys expand beyond {_KEY_EXPANSION}x the block size"
-            )
-        pos += non_shared
-        keys.append(key)
-        values.append(contents[pos : pos + vlen])
-        pos += vlen
-    return keys, values
-
-
 class TableReader:
     """Reads a table held in memory (the whole ``.index`` or V1 file).
 
@@ -386,7 +340,7 @@ class TableReader:
     def _check_order(self, i: int, keys: list[bytes], offset: int) -> None:
         # Lookups binary-search the index, so a block whose keys are unsorted or
         # stray outside its index range would make listed keys unfindable.
-        ok = all(a < b for a, b in itertools.pairwise(keys))
+        ok = keys_increase(keys)
         if ok and keys:
             ok = keys[-1] <= self._index_keys[i] and (i == 0 or keys[0] > self._index_keys[i - 1])
         if not ok:

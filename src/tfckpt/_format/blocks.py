@@ -1,0 +1,146 @@
+"""Decoding one table block: its keys and values.
+
+A block is ``entry... restart[num_restarts] num_restarts`` (fixed32s); an entry is
+``varint shared, varint non_shared, varint value_length, key[shared:], value``, its
+key sharing ``shared`` bytes with the previous key (0 at each restart point).
+
+The entries of a block written by LevelDB, TensorFlow or this package can be walked
+restart interval by restart interval, every interval at once with numpy (a 100,000-entry
+index decodes in about a third of the time). :func:`block_columns` does that when every
+header field fits one byte and each interval ends exactly where the next begins; any
+other block (and every corrupt one) is walked entry by entry from the start, which
+ignores the restart array and reports the first bad entry. Both give the same keys and
+values: a walk from the restart points that ends each interval where the next starts
+agrees, by induction from offset 0, with the walk from the start.
+
+Example:
+    >>> from tfckpt._format.table import build_table, TableReader
+    >>> t = TableReader(build_table([(b"key%03d" % i, b"v") for i in range(40)]))
+    >>> keys, values = t.block(0)
+    >>> keys[17], values[17], len(keys)
+    (b'key017', b'v', 40)
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+
+import numpy as np
+
+from tfckpt._format.coding import FIXED32, decode_varint
+from tfckpt.errors import DataLossError
+
+__all__ = ["block_columns", "keys_increase", "parse_block"]
+
+KEY_EXPANSION = 16  # decoded keys may total at most this many times the block's size (+ 64 KiB)
+_HEADER = np.arange(3)
+_VECTOR_MIN = 64  # entries from which the walk by restart intervals pays
+
+
+def parse_block(contents: bytes, *, where: str = "") -> list[tuple[bytes, bytes]]:
+    """Decode every ``(key, value)`` of an uncompressed block, validating every length."""
+    return list(zip(*block_columns(contents, where=where)))
+
+
+def keys_increase(keys: list[bytes]) -> bool:
+    """Whether each key is bytewise greater than the one before."""
+    return all(map(operator.lt, keys, itertools.islice(keys, 1, None)))
+
+
+def block_columns(contents: bytes, *, where: str = "") -> tuple[list[bytes], list[bytes]]:
+    """The keys and the values of an uncompressed block (see :func:`parse_block`), as two lists.
+
+    Raises:
+        DataLossError: the block is corrupt (``where`` ends the message).
+    """
+    n = len(contents)
+    if n < 4:
+        raise DataLossError(f"corrupt block{where}: {n} bytes is too short")
+    (num_restarts,) = FIXED32.unpack_from(contents, n - 4)
+    if num_restarts > (n - 4) // 4:
+        raise DataLossError(f"corrupt block{where}: {num_restarts} restarts do not fit in {n} bytes")
+    limit = n - 4 * (1 + num_restarts)
+    if limit >= _VECTOR_MIN * 5 and num_restarts:
+        walked = _by_intervals(contents, limit, num_restarts)
+        if walked is not None:
+            return walked
+    return _entry_by_entry(contents, limit, where)
+
+
+def _by_intervals(contents: bytes, limit: int, num_restarts: int) -> tuple[list[bytes], list[bytes]] | None:
+    """The block walked every restart interval at once; None if the block is not one this walk
+    can take (a header field of more than one byte, restarts that are not entry boundaries, a
+    key sharing more than the previous key has, keys beyond the expansion budget)."""
+    c = np.frombuffer(contents, np.uint8)  # (past ``limit``, the restart array: reads at limit + 2 stay inside)
+    starts = np.frombuffer(contents, "<u4", num_restarts, limit).astype(np.int64)
+    if starts[0] != 0 or (num_restarts > 1 and not (starts[1:] > starts[:-1]).all()) or starts[-1] >= limit:
+        return None
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    ends[-1] = limit
+    # Every interval steps to its next entry at once (reading each header as three one-byte
+    # varints; checked below), and stays put once at its end.
+    walk = [starts]
+    p = starts
+    while True:
+        going = p < ends
+        if not going.any():
+            break
+        nxt = np.where(going, p + 3 + c[p + 1] + c[p + 2], p)
+        if (nxt > ends).any():
+            return None
+        walk.append(nxt)
+        p = nxt
+    at = np.stack(walk[:-1], axis=1)  # (interval, step): offsets in file order, row by row
+    offsets = at[at < ends[:, None]]
+    head = c[offsets[:, None] + _HEADER].astype(np.int64)
+    if (head >= 0x80).any():
+        return None
+    shared, non_shared, vlen = head[:, 0], head[:, 1], head[:, 2]
+    klen = shared + non_shared
+    if shared[0] or (shared[1:] > klen[:-1]).any() or int(klen.sum()) > KEY_EXPANSION * len(contents) + 65536:
+        return None
+    kstart = offsets + 3
+    vstart = kstart + non_shared
+    keys: list[bytes] = []
+    append = keys.append
+    key = b""
+    for s, a, b in zip(shared.tolist(), kstart.tolist(), vstart.tolist()):
+        key = key[:s] + contents[a:b]
+        append(key)
+    values = [contents[a:b] for a, b in zip(vstart.tolist(), (vstart + vlen).tolist())]
+    return keys, values
+
+
+def _entry_by_entry(contents: bytes, limit: int, where: str) -> tuple[list[bytes], list[bytes]]:
+    """The block walked from offset 0 one entry at a time, every length checked."""
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    pos = 0
+    key = b""
+    # Prefix compression lets each entry repeat the previous key for free, so a
+    # hostile block could make the decoded keys quadratic in its size. A writer
+    # restarting every 16 entries (LevelDB, TensorFlow) stays below 16 x n.
+    key_budget = KEY_EXPANSION * len(contents) + 65536
+    while pos < limit:
+        if pos + 3 <= limit and contents[pos] < 0x80 and contents[pos + 1] < 0x80 and contents[pos + 2] < 0x80:
+            shared, non_shared, vlen = contents[pos], contents[pos + 1], contents[pos + 2]
+            pos += 3
+        else:
+            shared, pos = decode_varint(contents, pos, limit, 5)
+            non_shared, pos = decode_varint(contents, pos, limit, 5)
+            vlen, pos = decode_varint(contents, pos, limit, 5)
+        if shared > len(key) or pos + non_shared + vlen > limit:
+            raise DataLossError(f"corrupt block{where}: bad entry at offset {pos}")
+        key = key[:shared] + contents[pos : pos + non_shared]
+        key_budget -= len(key)
+        if key_budget < 0:
+            raise DataLossError(
+                f"corrupt block{where}: prefix-compressed keys expand beyond {KEY_EXPANSION}x the block size"
+            )
+        pos += non_shared
+        keys.append(key)
+        values.append(contents[pos : pos + vlen])
+        pos += vlen
+    return keys, values

@@ -52,7 +52,7 @@ class Pattern:
     """A glob (``"bert/*"``) or, prefixed with ``re:``, a full-match regex (``"re:.*adam_[mv]$"``).
 
     Example:
-        >>> Pattern("re:layer_\\d+").matches("layer_12"), Pattern("a/*").matches("a/b/c")
+        >>> Pattern(r"re:layer_\\d+").matches("layer_12"), Pattern("a/*").matches("a/b/c")
         (True, True)
     """
 

@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -30,8 +32,6 @@ from tfckpt.errors import InvalidArgumentError
 __all__ = ["Columns", "columns_of", "decode_columns", "decode_entries", "encode_tails"]
 
 _MIN_BATCH = 32  # below this, one at a time is as fast
-_SHIFTS = (7 * np.arange(10)).astype(np.uint64)
-_TEN = np.arange(10)
 _FOUR = np.arange(1, 5)
 _WIDTH = 32  # longest tail: shard (1 + 3), offset and size (1 + 9 each), crc32c (1 + 4)
 _new = tuple.__new__
@@ -59,14 +59,20 @@ def _head(h: bytes, entry: bytes,
 
 
 def _varints(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
-    """The varint at each ``pos`` (values below 2**63) and its length; length 0 where there is none."""
-    b = buf[pos[:, None] + _TEN]
-    last = b < 0x80
-    length = np.argmax(last, axis=1) + 1
-    length[~last.any(axis=1) | (length > 9)] = 0  # unterminated, or too long for a non-negative int64
-    digits = (b & 0x7F).astype(np.uint64) << _SHIFTS
-    digits[_TEN[None, :] >= length[:, None]] = 0
-    return digits.sum(axis=1, dtype=np.uint64), length
+    """The varint at each ``pos`` (values below 2**63) and its length; length 0 where there is none
+    (unterminated within nine bytes). Byte by byte across all of them: as many steps as the longest."""
+    value = np.zeros(len(pos), np.uint64)
+    length = np.zeros(len(pos), np.int64)
+    going = np.ones(len(pos), bool)
+    for k in range(9):
+        b = buf[pos + k]
+        value |= np.where(going, b & 0x7F, 0).astype(np.uint64) << np.uint64(7 * k)
+        last = going & (b < 0x80)
+        length[last] = k + 1
+        going &= ~last
+        if not going.any():
+            break
+    return value, length
 
 
 class Columns(NamedTuple):
@@ -113,7 +119,7 @@ def decode_columns(values: list[bytes]) -> Columns | None:
     ends = np.cumsum(lens)
     pos = ends - lens + np.fromiter(map(len, heads), np.int64, n)
     buf = np.frombuffer(b"".join(values) + bytes(16), np.uint8)
-    ok = np.fromiter((s is not None for s in specs), bool, n)
+    ok = np.fromiter(map(operator.is_not, specs, itertools.repeat(None)), bool, n)
 
     has = (pos < ends) & (buf[pos] == 0x18)  # shard_id: one byte in a canonical entry
     shard = np.where(has, buf[pos + 1], 0).astype(np.int64)

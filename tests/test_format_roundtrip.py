@@ -208,18 +208,26 @@ def test_table_roundtrip(items: dict[bytes, bytes], block_size: int, interval: i
     assert list(t.items()) == sorted(items.items())  # cached blocks serve walks too
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=30)
-@given(st.lists(st.binary(max_size=12), min_size=256, max_size=1500, unique=True), st.integers(64, 4096),
-       st.integers(1, 20))
-def test_table_bulk_prefixes_match_one_by_one(keys: list[bytes], block_size: int, interval: int) -> None:
-    # from 256 pairs on, add_many finds the shared key prefixes with numpy; one by one it does not
-    pairs = [(k, k[:3]) for k in sorted(keys)]
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=40)
+@given(st.lists(st.binary(max_size=12), min_size=256, max_size=3000, unique=True),
+       st.one_of(st.integers(64, 4096), st.integers(4096, 1 << 17)), st.integers(1, 20), st.integers(0, 300),
+       st.integers(0, 600), st.booleans())
+def test_table_bulk_matches_one_by_one(keys: list[bytes], block_size: int, interval: int, vmax: int, split: int,
+                                       long_key: bool) -> None:
+    # From 256 pairs on, add_many lays blocks out with numpy (block cuts, restarts, varints of
+    # two bytes and more, a block of over 1024 entries); one by one it does not. A second
+    # add_many continues the block the first left open.
+    keys = sorted(keys)
+    if long_key:
+        keys[-1] = b"\xff" * 200 + keys[-1]  # (non_shared past 127: a two-byte varint)
+    pairs = [(k, k[:3] * (i % (vmax + 1))) for i, k in enumerate(keys)]
     one = TableWriter(block_size=block_size, restart_interval=interval)
     for k, v in pairs:
         one.add(k, v)
     bulk = TableWriter(block_size=block_size, restart_interval=interval)
     bulk.add(*pairs[0])
-    bulk.add_many(pairs[1:])
+    bulk.add_many(pairs[1 : 1 + split])
+    bulk.add_many(pairs[1 + split :])
     data = bulk.finish()
     assert data == one.finish()
     assert list(TableReader(data).items()) == pairs

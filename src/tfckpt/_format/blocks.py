@@ -28,10 +28,10 @@ import operator
 
 import numpy as np
 
-from tfckpt._format.coding import FIXED32, decode_varint
+from tfckpt._format.coding import FIXED32, decode_varint, varint_digits
 from tfckpt.errors import DataLossError
 
-__all__ = ["block_columns", "keys_increase", "parse_block"]
+__all__ = ["block_columns", "encode_entries", "keys_increase", "parse_block", "varint_lengths"]
 
 KEY_EXPANSION = 16  # decoded keys may total at most this many times the block's size (+ 64 KiB)
 _HEADER = np.arange(3)
@@ -144,3 +144,50 @@ def _entry_by_entry(contents: bytes, limit: int, where: str) -> tuple[list[bytes
         values.append(contents[pos : pos + vlen])
         pos += vlen
     return keys, values
+
+
+def varint_lengths(values: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+    """Bytes of the varint of each of ``values`` (non-negative int64)."""
+    n = np.ones(len(values), np.int64)
+    if not len(values) or values.max() < 0x80:
+        return n
+    for bound in (1 << 7, 1 << 14, 1 << 21, 1 << 28, 1 << 35, 1 << 42, 1 << 49, 1 << 56):
+        n += values >= bound
+    return n
+
+
+def encode_entries(pairs: bytes, key_lengths: np.ndarray, value_lengths: np.ndarray,  # type: ignore[type-arg]
+                   shared: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+    """The encoded entries (``shared``, ``non_shared``, ``value_length`` varints, then the key
+    past its shared prefix, then the value) of pairs whose keys and values lie one after
+    another in ``pairs`` (key, value, key, value...), as one byte array.
+
+    Example:
+        >>> k, v, s = np.array([3, 3]), np.array([1, 0]), np.array([0, 2])
+        >>> encode_entries(b"abcXabd", k, v, s).tobytes()
+        b'\\x00\\x03\\x01abcX\\x02\\x01\\x00d'
+    """
+    non_shared = key_lengths - shared
+    fields = (shared, non_shared, value_lengths)
+    lengths = [varint_lengths(f) for f in fields]
+    head = lengths[0] + lengths[1] + lengths[2]
+    body = non_shared + value_lengths
+    size = head + body
+    start = np.cumsum(size) - size
+    out = np.empty(int(size.sum()), np.uint8)
+    at = start
+    for f, k in zip(fields, lengths):
+        if int(k.max(initial=1)) == 1:
+            out[at] = f
+        else:
+            _, digits = varint_digits(f)
+            for j in range(digits.shape[1]):
+                sel = k > j
+                out[at[sel] + j] = digits[sel, j]
+        at = at + k
+    # The body of each entry is one stretch of ``pairs``: its key past the shared bytes, its value.
+    src = np.cumsum(key_lengths + value_lengths) - (key_lengths + value_lengths) + shared
+    before = np.cumsum(body) - body
+    rel = np.arange(int(body.sum()))
+    out[rel + np.repeat(at - before, body)] = np.frombuffer(pairs, np.uint8)[rel + np.repeat(src - before, body)]
+    return out

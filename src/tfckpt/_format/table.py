@@ -19,11 +19,13 @@ Example:
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 
 import numpy as np
 
-from tfckpt._format.blocks import block_columns, keys_increase, parse_block
+from tfckpt._format.blocks import block_columns, encode_entries, keys_increase, parse_block, varint_lengths
 from tfckpt._format.coding import FIXED32, crc32c, decode_varint, encode_varint, mask, unmask
 from tfckpt.errors import DataLossError, InvalidArgumentError
 
@@ -47,9 +49,10 @@ MAGIC = 0xDB4775248B80FB57
 MAGIC_BYTES = MAGIC.to_bytes(8, "little")
 NO_COMPRESSION = 0
 SNAPPY_COMPRESSION = 1
+_BULK = 256  # pairs from which TableWriter.add_many lays out and encodes blocks with numpy
 
 
-def _shared_prefixes(keys: list[bytes]) -> list[int] | None:
+def _shared_prefixes(keys: list[bytes]) -> np.ndarray | None:  # type: ignore[type-arg]
     """Length of the common prefix of each key with the next one (vectorised), or None
     when the keys are too long for a ``len(keys) x longest`` byte matrix to be cheap."""
     longest = max(map(len, keys))
@@ -59,8 +62,7 @@ def _shared_prefixes(keys: list[bytes]) -> list[int] | None:
     neq = m[1:] != m[:-1]
     first = np.where(neq.any(axis=1), neq.argmax(axis=1), longest)
     lens = np.fromiter(map(len, keys), np.int64, len(keys))
-    shared: list[int] = np.minimum(first, np.minimum(lens[1:], lens[:-1])).tolist()
-    return shared
+    return np.minimum(first, np.minimum(lens[1:], lens[:-1]))
 
 
 def find_shortest_separator(start: bytes, limit: bytes) -> bytes:
@@ -137,18 +139,19 @@ class TableWriter:
         self.add_many(((key, value),))
 
     def add_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        """:meth:`add` for many pairs, in strictly increasing key order: the same bytes, with the
-        data block's per-entry work inlined and, from 256 pairs on, the shared key prefixes found with
-        numpy (a 100,000-entry index: 0.08 s instead of 0.14 s)."""
+        """:meth:`add` for many pairs, in strictly increasing key order: the same bytes. From
+        256 pairs on, a block's entries are laid out and encoded together with numpy
+        (:meth:`_add_bulk`); otherwise (or if that declines) one at a time."""
         items = items if isinstance(items, list) else list(items)
-        pre = _shared_prefixes([k for k, _ in items]) if len(items) >= 256 else None
+        if len(items) >= _BULK and self._add_bulk(items):
+            return
         bs = self._block_size
         interval = self._interval
         data = self._data
         buf, restarts, counter, blast = data.buf, data.restarts, data.counter, data.last_key
         last = self._last_key
         try:
-            for i, (key, value) in enumerate(items):
+            for key, value in items:
                 klen, vlen = len(key), len(value)
                 if last is not None:
                     if key <= last:
@@ -162,9 +165,7 @@ class TableWriter:
                     if self._pending is not None:
                         self._index.add_restart(find_shortest_separator(last, key), self._pending)
                         self._pending = None
-                if pre is not None and 0 < counter < interval and i:  # the previous key is items[i - 1]
-                    shared = pre[i - 1]
-                elif counter < interval:
+                if counter < interval:
                     n = min(len(blast), klen)
                     x = int.from_bytes(blast[:n], "big") ^ int.from_bytes(key[:n], "big")
                     shared = n - ((x.bit_length() + 7) >> 3)
@@ -187,6 +188,57 @@ class TableWriter:
                     buf, restarts, counter, blast = data.buf, data.restarts, data.counter, data.last_key
         finally:
             data.counter, data.last_key, self._last_key = counter, blast, last
+
+    def _add_bulk(self, items: list[tuple[bytes, bytes]]) -> bool:
+        """:meth:`add_many` a block at a time: which entries fill the block, where its restarts
+        fall and each entry's bytes, all with numpy. False (nothing added) for pairs it leaves
+        to the loop: keys out of order (the loop reports them), a pair of twice the block size
+        or more, keys too long to compare as a matrix."""
+        keys = list(map(itemgetter(0), items))
+        last = self._last_key
+        if not keys_increase(keys) or (last is not None and keys[0] <= last):
+            return False
+        n = len(keys)
+        klen = np.fromiter(map(len, keys), np.int64, n)
+        vlen = np.fromiter(map(len, map(itemgetter(1), items)), np.int64, n)
+        bs = self._block_size
+        if int((klen + vlen).max()) >= 2 * bs:
+            return False
+        pre = _shared_prefixes([self._data.last_key, *keys])  # (with the block's last key: b"" if empty)
+        if pre is None:
+            return False
+        interval = self._interval
+        window = 1024
+        i = 0
+        while i < n:
+            if self._pending is not None:  # (the first entry after a block was cut)
+                assert last is not None
+                self._index.add_restart(find_shortest_separator(last, keys[i]), self._pending)
+                self._pending = None
+            data = self._data
+            m = min(n - i, window)
+            u = data.counter + np.arange(m)
+            restart = (u % interval == 0) & (u > 0)
+            shared = np.where(restart | (u == 0), 0, pre[i : i + m])  # (u == 0: a new block's first entry)
+            kl, vl = klen[i : i + m], vlen[i : i + m]
+            size = varint_lengths(shared) + varint_lengths(kl - shared) + varint_lengths(vl) + kl - shared + vl
+            estimate = len(data.buf) + np.cumsum(size) + 4 * (len(data.restarts) + np.cumsum(restart)) + 4
+            full = np.flatnonzero(estimate >= bs)
+            if not full.size and m < n - i:
+                window *= 2
+                continue
+            cut = int(full[0]) + 1 if full.size else m
+            pairs = b"".join(itertools.chain.from_iterable(items[i : i + cut]))
+            start = len(data.buf)
+            data.buf += encode_entries(pairs, kl[:cut], vl[:cut], shared[:cut]).data
+            data.restarts += (start + (np.cumsum(size[:cut]) - size[:cut])[restart[:cut]]).tolist()
+            data.counter = int(u[cut - 1] % interval) + 1
+            data.last_key = last = self._last_key = keys[i + cut - 1]
+            i += cut
+            window = max(1024, 2 * cut)
+            if full.size:
+                self._flush()
+        return True
 
     def _write_block(self, contents: bytes | bytearray) -> bytes:
         offset = len(self._out)

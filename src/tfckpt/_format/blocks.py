@@ -1,17 +1,20 @@
-"""Decoding one table block: its keys and values.
+"""One table block: decoding its keys and values, and encoding many entries at once.
 
 A block is ``entry... restart[num_restarts] num_restarts`` (fixed32s); an entry is
 ``varint shared, varint non_shared, varint value_length, key[shared:], value``, its
 key sharing ``shared`` bytes with the previous key (0 at each restart point).
 
 The entries of a block written by LevelDB, TensorFlow or this package can be walked
-restart interval by restart interval, every interval at once with numpy (a 100,000-entry
-index decodes in about a third of the time). :func:`block_columns` does that when every
+restart interval by restart interval, every interval at once with numpy (a 262 KiB block
+of 5,484 entries: 1.7 ms instead of 2.8 ms). :func:`block_columns` does that when every
 header field fits one byte and each interval ends exactly where the next begins; any
 other block (and every corrupt one) is walked entry by entry from the start, which
 ignores the restart array and reports the first bad entry. Both give the same keys and
 values: a walk from the restart points that ends each interval where the next starts
 agrees, by induction from offset 0, with the walk from the start.
+
+:func:`encode_entries` is the other way: the bytes of many entries whose shared prefix
+lengths are known (``TableWriter`` cuts blocks and places restarts around it).
 
 Example:
     >>> from tfckpt._format.table import build_table, TableReader

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from unittest import mock
 
 import ml_dtypes
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tfckpt
+from tfckpt._format import table as table_module
 from tfckpt._format.blocks import _by_intervals, _entry_by_entry, block_columns
 from tfckpt._format.coding import (
     FIXED32,
@@ -211,9 +213,9 @@ def test_table_roundtrip(items: dict[bytes, bytes], block_size: int, interval: i
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=40)
 @given(st.lists(st.binary(max_size=12), min_size=256, max_size=3000, unique=True),
        st.one_of(st.integers(64, 4096), st.integers(4096, 1 << 17)), st.integers(1, 20), st.integers(0, 300),
-       st.integers(0, 600), st.booleans())
+       st.integers(0, 600), st.booleans(), st.sampled_from([5, 300, 8192]))
 def test_table_bulk_matches_one_by_one(keys: list[bytes], block_size: int, interval: int, vmax: int, split: int,
-                                       long_key: bool) -> None:
+                                       long_key: bool, chunk: int) -> None:
     # From 256 pairs on, add_many lays blocks out with numpy (block cuts, restarts, varints of
     # two bytes and more, a block of over 1024 entries); one by one it does not. A second
     # add_many continues the block the first left open.
@@ -226,8 +228,9 @@ def test_table_bulk_matches_one_by_one(keys: list[bytes], block_size: int, inter
         one.add(k, v)
     bulk = TableWriter(block_size=block_size, restart_interval=interval)
     bulk.add(*pairs[0])
-    bulk.add_many(pairs[1 : 1 + split])
-    bulk.add_many(pairs[1 + split :])
+    with mock.patch.object(table_module, "_PREFIX_CHUNK", chunk):  # (shared prefixes found a chunk at a time)
+        bulk.add_many(pairs[1 : 1 + split])
+        bulk.add_many(pairs[1 + split :])
     data = bulk.finish()
     assert data == one.finish()
     assert list(TableReader(data).items()) == pairs
@@ -274,6 +277,20 @@ def test_block_walk_by_intervals_declines_longer_varints() -> None:
     keys, values = block_columns(contents)  # (the walk from the start; key order is the table's to check)
     assert keys == [b""] * 3
     assert values == [value] * 3
+
+
+def test_block_walk_by_intervals_declines_far_apart_restarts() -> None:
+    # One numpy step per entry of the longest interval: with restarts 200 entries apart (or a
+    # hostile block with one restart) the plain walk is the faster one, so the fast walk declines.
+    pairs = [(b"k%05d" % i, b"v") for i in range(1000)]
+    w = TableWriter(restart_interval=200)
+    w.add_many(pairs)
+    t = TableReader(w.finish())
+    contents = t._read_block(*t._handles[0], "data block 0")
+    (num_restarts,) = FIXED32.unpack_from(contents, len(contents) - 4)
+    assert num_restarts == 5
+    assert _by_intervals(contents, len(contents) - 4 * (1 + num_restarts), num_restarts) is None
+    assert list(zip(*block_columns(contents))) == pairs
 
 
 def test_table_rejects_unsorted_keys() -> None:

@@ -39,6 +39,7 @@ __all__ = ["block_columns", "encode_entries", "keys_increase", "parse_block", "v
 KEY_EXPANSION = 16  # decoded keys may total at most this many times the block's size (+ 64 KiB)
 _HEADER = np.arange(3)
 _VECTOR_MIN = 64  # entries from which the walk by restart intervals pays
+_MAX_STEPS = 64  # entries per restart interval it takes (TensorFlow and LevelDB write 16)
 
 
 def parse_block(contents: bytes, *, where: str = "") -> list[tuple[bytes, bytes]]:
@@ -86,7 +87,7 @@ def _by_intervals(contents: bytes, limit: int, num_restarts: int) -> tuple[list[
     # varints; checked below), and stays put once at its end.
     walk = [starts]
     p = starts
-    while True:
+    for _ in range(_MAX_STEPS + 1):
         going = p < ends
         if not going.any():
             break
@@ -95,6 +96,8 @@ def _by_intervals(contents: bytes, limit: int, num_restarts: int) -> tuple[list[
             return None
         walk.append(nxt)
         p = nxt
+    else:  # (restarts far apart: one numpy step per entry would be slower than the plain walk)
+        return None
     at = np.stack(walk[:-1], axis=1)  # (interval, step): offsets in file order, row by row
     offsets = at[at < ends[:, None]]
     head = c[offsets[:, None] + _HEADER].astype(np.int64)

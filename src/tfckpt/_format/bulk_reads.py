@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, KeysView, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -151,7 +151,8 @@ class BulkReads:
         mapped data files where :meth:`read` would (fixed-size dtypes).
         """
         with paused_gc():
-            wanted = list(dict.fromkeys(names)) if names is not None else None
+            wanted = None if names is None else list(names) if isinstance(names, KeysView) else list(
+                dict.fromkeys(names))  # (a mapping's keys are distinct already)
             batches = self._every_batch() if wanted is None else self._batches_of(wanted)
             if not copy and out is None:
                 return self._views(batches, wanted)

@@ -50,19 +50,25 @@ MAGIC_BYTES = MAGIC.to_bytes(8, "little")
 NO_COMPRESSION = 0
 SNAPPY_COMPRESSION = 1
 _BULK = 256  # pairs from which TableWriter.add_many lays out and encodes blocks with numpy
+_PREFIX_CHUNK = 8192  # keys compared as one matrix
 
 
 def _shared_prefixes(keys: list[bytes]) -> np.ndarray | None:  # type: ignore[type-arg]
-    """Length of the common prefix of each key with the next one (vectorised), or None
-    when the keys are too long for a ``len(keys) x longest`` byte matrix to be cheap."""
+    """Length of the common prefix of each key with the next one (vectorised, 8192 keys at a
+    time), or None when the keys are too long for a ``8192 x longest`` byte matrix to be cheap."""
     longest = max(map(len, keys))
-    if not longest or len(keys) * longest > 32 << 20:
+    if not longest or longest > 1024:
         return None
-    m = np.array(keys, dtype=f"S{longest}").view(np.uint8).reshape(len(keys), longest)
-    neq = m[1:] != m[:-1]
-    first = np.where(neq.any(axis=1), neq.argmax(axis=1), longest)
     lens = np.fromiter(map(len, keys), np.int64, len(keys))
-    return np.minimum(first, np.minimum(lens[1:], lens[:-1]))
+    parts = []
+    for a in range(0, len(keys) - 1, _PREFIX_CHUNK):
+        chunk = keys[a : a + _PREFIX_CHUNK + 1]  # (overlapping the next chunk by one key)
+        m = np.array(chunk, dtype=f"S{longest}").view(np.uint8).reshape(len(chunk), longest)
+        neq = m[1:] != m[:-1]
+        parts.append(np.where(neq.any(axis=1), neq.argmax(axis=1), longest))
+    first = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    shared: np.ndarray = np.minimum(first, np.minimum(lens[1:], lens[:-1]))  # type: ignore[type-arg]
+    return shared
 
 
 def find_shortest_separator(start: bytes, limit: bytes) -> bytes:

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed")
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
 import tfckpt  # noqa: E402
+from tfckpt._format.bundle_reader import BundleReader  # noqa: E402
 from tfckpt.adapters.torch import assign_, from_numpy, numpy_dtype, to_numpy  # noqa: E402
 from tfckpt.errors import InvalidArgumentError  # noqa: E402
 
@@ -114,13 +115,13 @@ def test_saver_restores_module_parameters_in_place(tmp_path: Any, monkeypatch: p
     dst[0].to(torch.bfloat16)
     before = {k: t.data_ptr() for k, t in dst.state_dict().items()}
     outs: list[np.ndarray] = []  # type: ignore[type-arg]
-    real = tfckpt.CheckpointReader.read_many
+    real = BundleReader.read_planned  # (the Saver's bulk read when every value fits its target)
 
-    def spy(reader: Any, names: Any = None, *, out: Any = None) -> Any:
-        outs.extend((out or {}).values())
-        return real(reader, names, out=out)
+    def spy(reader: Any, plan: Any, out: Any) -> None:
+        outs.extend(out.values())
+        real(reader, plan, out)
 
-    monkeypatch.setattr(tfckpt.CheckpointReader, "read_many", spy)
+    monkeypatch.setattr(BundleReader, "read_planned", spy)
     s.restore(dst, path)
     for k, t in dst.state_dict().items():
         assert t.data_ptr() == before[k]

@@ -15,6 +15,7 @@ import pytest
 import tfckpt
 from tfckpt import Saver, Variable
 from tfckpt._convert import typed
+from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._proto import checkpoint_pb2, meta_graph_pb2
 from tfckpt.errors import InvalidArgumentError, NotFoundError, TensorNotFoundError
 from tfckpt.saver import SaveSliceInfo
@@ -624,17 +625,24 @@ def test_golden_tf1_mlp_restores_into_variables() -> None:
 
 
 class _ReadSpy:
-    """Records the destination arrays CheckpointReader.read_many was given."""
+    """Records the destination arrays the bulk reads were given (CheckpointReader.read_many, and
+    BundleReader.read_planned: the Saver's path when every value goes straight into its target)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.outs: list[np.ndarray] = []  # type: ignore[type-arg]
         real = tfckpt.CheckpointReader.read_many
+        real_planned = BundleReader.read_planned
 
         def spy(reader: Any, names: Any = None, *, out: Any = None) -> Any:
             self.outs += list((out or {}).values())
             return real(reader, names, out=out)
 
+        def spy_planned(reader: Any, plan: Any, out: Any) -> None:
+            self.outs += list(out.values())
+            real_planned(reader, plan, out)
+
         monkeypatch.setattr(tfckpt.CheckpointReader, "read_many", spy)
+        monkeypatch.setattr(BundleReader, "read_planned", spy_planned)
 
 
 def test_restore_reads_straight_into_numpy_state(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -664,6 +672,22 @@ def test_restore_in_place_checks_every_shape_first(tmp_path: Any) -> None:
     with pytest.raises(InvalidArgumentError, match="Assign requires shapes"):
         s.restore({"a": a, "z": np.zeros(5)}, path)
     assert a.tolist() == [0.0, 0.0, 0.0]  # nothing was written
+
+
+def test_restore_in_place_checks_every_batch_first(tmp_path: Any) -> None:
+    # 5,000 values: the index is read in several batches; a misfit in the last one must stop the
+    # read before the first batch is written (the general path then reports it).
+    src = {f"v{i:05d}": np.full(3, float(i)) for i in range(5000)}
+    s = Saver()
+    path = s.save(src, str(tmp_path / "m"), write_meta_graph=False)
+    dst = {k: np.zeros(3) for k in src}
+    dst["v04999"] = np.zeros(4)
+    with pytest.raises(InvalidArgumentError, match="Assign requires shapes"):
+        s.restore(dst, path)
+    assert all(not a.any() for a in dst.values())  # nothing was written
+    dst["v04999"] = np.zeros(3)
+    s.restore(dst, path)
+    assert all((dst[k] == src[k]).all() for k in src)
 
 
 def test_restore_in_place_corruption_is_reported(tmp_path: Any) -> None:

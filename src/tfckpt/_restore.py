@@ -160,10 +160,11 @@ _NUMPY_OF: dict[int, np.dtype[Any]] = {
 
 def _all_in_place(reader: CheckpointReader, entries: list[Entry],
                   leaves: list[object]) -> dict[str, np.ndarray[Any, Any]] | None:
-    """Key -> target array when every entry can simply be read into its target (a writeable
-    C-contiguous numpy array, Variable or CPU torch tensor of the stored dtype and shape, one
-    per key, from a V2 bundle); None when any cannot, or anything is off: the general path then decides (and
-    raises TensorFlow's errors). The common case of a big model, without its per-entry passes."""
+    """Read every entry straight into its target and return key -> target array when each can simply be read
+    into (a writeable C-contiguous numpy array, Variable or CPU torch tensor of the stored dtype
+    and shape, one per key, from a little-endian V2 bundle); None, having read nothing, when
+    any cannot or anything is off: the general path then decides (and raises TensorFlow's
+    errors). The common case of a big model, without its per-entry passes."""
     impl = reader._impl
     if not isinstance(impl, BundleReader):
         return None
@@ -190,18 +191,19 @@ def _all_in_place(reader: CheckpointReader, entries: list[Entry],
         if e.slice_info is not None or e.expand or e.key in targets:
             return None
         targets[e.key] = buf
-    stored = impl.entries(list(targets))
-    if len(stored) < len(targets):
+    plan = impl.plan_into(targets, _NUMPY_OF)  # (every destination checked against the index)
+    if plan is None:
         return None
-    numpy_of = _NUMPY_OF
-    for key, buf in targets.items():
-        se = stored[key]
-        npd = numpy_of.get(se.dtype)
-        if npd is None or se.slices or buf.shape != se.shape or (buf.dtype is not npd and buf.dtype != npd):
-            return None
-        if not ((fl := buf.flags).writeable and fl.c_contiguous):
-            return None
+    try:
+        impl.read_planned(plan, targets)
+    except DataLossError as err:
+        raise _partly_restored(err) from None
     return targets
+
+
+def _partly_restored(err: DataLossError) -> DataLossError:
+    return DataLossError(f"{err.message} (restoring in place: the state is partly restored)",
+                         path=err.path, key=err.key, offset=err.offset)
 
 
 def _read_in_place(reader: CheckpointReader, targets: dict[str, np.ndarray[Any, Any]]) -> None:
@@ -209,8 +211,7 @@ def _read_in_place(reader: CheckpointReader, targets: dict[str, np.ndarray[Any, 
     try:
         reader.read_many(list(targets), out=targets)
     except DataLossError as err:
-        raise DataLossError(f"{err.message} (restoring in place: the state is partly restored)",
-                            path=err.path, key=err.key, offset=err.offset) from None
+        raise _partly_restored(err) from None
 
 
 def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object, *,
@@ -224,7 +225,6 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
                 raise NotFoundError(f"{e.target!r} is not a value of the state passed as `sess`", key=e.key)
     direct = _all_in_place(reader, entries, leaves)
     if direct is not None:
-        _read_in_place(reader, direct)
         return sess if sess is not None else direct
     specs = _stored_specs(reader, [e.key for e in entries])
     keys = _checkpoint_keys(reader, entries, specs)

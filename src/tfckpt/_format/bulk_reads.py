@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator, KeysView, Mapping
+from collections.abc import Container, Iterable, Iterator, KeysView, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,29 +63,42 @@ def _queue_batch(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[A
                  result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> bool:
     """Queue a whole batch in ``runs`` (into ``out[name]``, else new arrays) if every entry is a
     plain tensor with a destination that fits; False (nothing done) if any is not."""
+    if not cols.size:
+        return True
+    bufs = _destinations(names, cols, out)
+    if bufs is None:
+        return False
+    result.update(zip(names, bufs))
+    where = cols.where if cols.where is not None else np.array([cols.shard, cols.offset, cols.size], np.int64)
+    runs.add_batch(where, names, cols.crc32c, bufs)
+    return True
+
+
+def _destinations(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[Any, Any]] | None,
+                  enums: Container[int] = FIXED_DTYPES) -> list[Any] | None:
+    """Where each entry of a batch goes: ``out[name]`` (None for any that is missing or does not
+    fit: dtype, shape, writeable, C-contiguous), else new arrays; None too if any entry is not a
+    plain tensor of 1 byte to ``_RUN_MAX`` of a dtype of ``enums``."""
     sizes = cols.size
-    if not all(cols.ok) or not sizes or min(sizes) <= 0 or max(sizes) > _RUN_MAX:
-        return not sizes
+    if not all(cols.ok) or min(sizes) <= 0 or max(sizes) > _RUN_MAX:
+        return None
     layouts = _LAYOUTS
     specs: list[tuple[int, tuple[int, ...]]] = cols.specs  # type: ignore[assignment]  # (all ok)
     lays = [layouts.get(s) or _layout(s) for s in specs]
     if [lay[1] for lay in lays] != sizes:
-        return False
-    bufs: list[Any]
+        return None
+    if enums is not FIXED_DTYPES and not all(s[0] in enums for s in specs):
+        return None
     if out is None:
         empty = np.empty
-        bufs = [empty(s[1], lay[0]) for s, lay in zip(specs, lays)]
-    else:
-        get = out.get
-        bufs = [get(n) for n in names]
-        for buf, s, lay in zip(bufs, specs, lays):
-            if not (isinstance(buf, np.ndarray) and buf.shape == s[1] and (buf.dtype is lay[0] or buf.dtype == lay[0])
-                    and (fl := buf.flags).writeable and fl.c_contiguous):
-                return False
-    result.update(zip(names, bufs))
-    where = cols.where if cols.where is not None else np.array([cols.shard, cols.offset, sizes], np.int64)
-    runs.add_batch(where, names, cols.crc32c, bufs)
-    return True
+        return [empty(s[1], lay[0]) for s, lay in zip(specs, lays)]
+    get = out.get
+    bufs = [get(n) for n in names]
+    for buf, s, lay in zip(bufs, specs, lays):
+        if not (isinstance(buf, np.ndarray) and buf.shape == s[1] and (buf.dtype is lay[0] or buf.dtype == lay[0])
+                and (fl := buf.flags).writeable and fl.c_contiguous):
+            return None
+    return bufs
 
 
 def _decoded(keys: list[bytes]) -> list[str]:
@@ -157,6 +170,48 @@ class BulkReads:
             if not copy and out is None:
                 return self._views(batches, wanted)
             return self._read_many(batches, out, wanted)
+
+    def plan_into(self, out: Mapping[str, np.ndarray[Any, Any]],
+                  enums: Container[int]) -> list[tuple[list[str], Columns]] | None:
+        """The batches that read every name of ``out`` into ``out[name]`` (see :meth:`read_planned`),
+        if every one is a plain tensor of a dtype of ``enums`` with exactly its destination's
+        numpy dtype and shape (writeable, C-contiguous); None if any is not, or is missing, or
+        the bundle is big-endian. Nothing is read but the index.
+
+        Raises:
+            DataLossError: an index entry is corrupt.
+        """
+        if self.header.big_endian:
+            return None
+        plan = []
+        try:
+            with paused_gc():
+                for batch in self._batches_of(list(out.keys())):
+                    names, cols, raws = self._columns(batch)
+                    if cols is None:  # (a batch too small for columns)
+                        entries = raws if raws and isinstance(raws[0], BundleEntry) else decode_entries(
+                            raws, names, self.index_path)
+                        cols = columns_of(entries)
+                    if cols.size and _destinations(names, cols, out, enums) is None:
+                        return None
+                    plan.append((names, cols))
+        except TensorNotFoundError:
+            return None
+        return plan
+
+    def read_planned(self, plan: list[tuple[list[str], Columns]], out: Mapping[str, np.ndarray[Any, Any]]) -> None:
+        """Read the batches of :meth:`plan_into` into ``out`` (every CRC checked, as
+        :meth:`read_many` does)."""
+        result: dict[str, np.ndarray[Any, Any]] = {}
+        runs = RunQueue(self, verify=self.verify_crc)
+        with paused_gc():
+            try:
+                for names, cols in plan:
+                    if not _queue_batch(names, cols, out, result, runs):
+                        raise InternalError(f"{self.index_path}: a destination checked to fit no longer does")
+                runs.finish()
+            finally:
+                runs.close()
 
     def _views(self, batches: Iterator[_Batch], order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
         """``read_many(copy=False)``: each entry read as :meth:`read` with ``copy=False`` does."""

@@ -117,9 +117,9 @@ def test_saver_restores_module_parameters_in_place(tmp_path: Any, monkeypatch: p
     outs: list[np.ndarray] = []  # type: ignore[type-arg]
     real = BundleReader.read_planned  # (the Saver's bulk read when every value fits its target)
 
-    def spy(reader: Any, plan: Any, out: Any) -> None:
-        outs.extend(out.values())
-        real(reader, plan, out)
+    def spy(reader: Any, plan: Any) -> None:
+        outs.extend(buf for _, _, bufs in plan for buf in bufs)
+        real(reader, plan)
 
     monkeypatch.setattr(BundleReader, "read_planned", spy)
     s.restore(dst, path)

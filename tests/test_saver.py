@@ -637,9 +637,9 @@ class _ReadSpy:
             self.outs += list((out or {}).values())
             return real(reader, names, out=out)
 
-        def spy_planned(reader: Any, plan: Any, out: Any) -> None:
-            self.outs += list(out.values())
-            real_planned(reader, plan, out)
+        def spy_planned(reader: Any, plan: Any) -> None:
+            self.outs += [buf for _, _, bufs in plan for buf in bufs]
+            real_planned(reader, plan)
 
         monkeypatch.setattr(tfckpt.CheckpointReader, "read_many", spy)
         monkeypatch.setattr(BundleReader, "read_planned", spy_planned)

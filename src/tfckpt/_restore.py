@@ -195,7 +195,7 @@ def _all_in_place(reader: CheckpointReader, entries: list[Entry],
     if plan is None:
         return None
     try:
-        impl.read_planned(plan, targets)
+        impl.read_planned(plan)
     except DataLossError as err:
         raise _partly_restored(err) from None
     return targets

@@ -55,6 +55,8 @@ _new = tuple.__new__
 
 # A batch of entries to read: names and, for each, its undecoded or decoded entry.
 _Batch = tuple[list[str], list[bytes] | None, list[BundleEntry] | None]
+# A batch of BulkReads.plan_into: names, entries and destinations.
+_Planned = tuple[list[str], Columns, list[Any]]
 # An entry as BulkReads._plain gives it.
 _Plain = tuple[str, Any, Any, int, int, int, int, BundleEntry | None]
 
@@ -69,9 +71,14 @@ def _queue_batch(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[A
     if bufs is None:
         return False
     result.update(zip(names, bufs))
+    _queue(names, cols, bufs, runs)
+    return True
+
+
+def _queue(names: list[str], cols: Columns, bufs: list[Any], runs: RunQueue) -> None:
+    """Queue a batch whose destinations fit (see :func:`_destinations`)."""
     where = cols.where if cols.where is not None else np.array([cols.shard, cols.offset, cols.size], np.int64)
     runs.add_batch(where, names, cols.crc32c, bufs)
-    return True
 
 
 def _destinations(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[Any, Any]] | None,
@@ -172,7 +179,7 @@ class BulkReads:
             return self._read_many(batches, out, wanted)
 
     def plan_into(self, out: Mapping[str, np.ndarray[Any, Any]],
-                  enums: Container[int]) -> list[tuple[list[str], Columns]] | None:
+                  enums: Container[int]) -> list[_Planned] | None:
         """The batches that read every name of ``out`` into ``out[name]`` (see :meth:`read_planned`),
         if every one is a plain tensor of a dtype of ``enums`` with exactly its destination's
         numpy dtype and shape (writeable, C-contiguous); None if any is not, or is missing, or
@@ -183,7 +190,7 @@ class BulkReads:
         """
         if self.header.big_endian:
             return None
-        plan = []
+        plan: list[_Planned] = []
         try:
             with paused_gc():
                 for batch in self._batches_of(list(out.keys())):
@@ -192,23 +199,23 @@ class BulkReads:
                         entries = raws if raws and isinstance(raws[0], BundleEntry) else decode_entries(
                             raws, names, self.index_path)
                         cols = columns_of(entries)
-                    if cols.size and _destinations(names, cols, out, enums) is None:
+                    bufs = _destinations(names, cols, out, enums) if cols.size else []
+                    if bufs is None:
                         return None
-                    plan.append((names, cols))
+                    plan.append((names, cols, bufs))
         except TensorNotFoundError:
             return None
         return plan
 
-    def read_planned(self, plan: list[tuple[list[str], Columns]], out: Mapping[str, np.ndarray[Any, Any]]) -> None:
-        """Read the batches of :meth:`plan_into` into ``out`` (every CRC checked, as
+    def read_planned(self, plan: list[_Planned]) -> None:
+        """Read the batches of :meth:`plan_into` into their destinations (every CRC checked, as
         :meth:`read_many` does)."""
-        result: dict[str, np.ndarray[Any, Any]] = {}
         runs = RunQueue(self, verify=self.verify_crc)
         with paused_gc():
             try:
-                for names, cols in plan:
-                    if not _queue_batch(names, cols, out, result, runs):
-                        raise InternalError(f"{self.index_path}: a destination checked to fit no longer does")
+                for names, cols, bufs in plan:
+                    if bufs:
+                        _queue(names, cols, bufs, runs)
                 runs.finish()
             finally:
                 runs.close()

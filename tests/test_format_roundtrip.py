@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tfckpt
+from tfckpt._format import bundle_writer
 from tfckpt._format import table as table_module
 from tfckpt._format.blocks import _by_intervals, _entry_by_entry, block_columns
 from tfckpt._format.coding import (
@@ -213,12 +214,12 @@ def test_table_roundtrip(items: dict[bytes, bytes], block_size: int, interval: i
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=40)
 @given(st.lists(st.binary(max_size=12), min_size=256, max_size=3000, unique=True),
        st.one_of(st.integers(64, 4096), st.integers(4096, 1 << 17)), st.integers(1, 20), st.integers(0, 300),
-       st.integers(0, 600), st.booleans(), st.sampled_from([5, 300, 8192]))
+       st.integers(0, 600), st.booleans(), st.sampled_from([5, 300, 8192]), st.booleans())
 def test_table_bulk_matches_one_by_one(keys: list[bytes], block_size: int, interval: int, vmax: int, split: int,
-                                       long_key: bool, chunk: int) -> None:
+                                       long_key: bool, chunk: int, columns: bool) -> None:
     # From 256 pairs on, add_many lays blocks out with numpy (block cuts, restarts, varints of
     # two bytes and more, a block of over 1024 entries); one by one it does not. A second
-    # add_many continues the block the first left open.
+    # add_many (or add_columns: the values as one byte array) continues the block the first left open.
     keys = sorted(keys)
     if long_key:
         keys[-1] = b"\xff" * 200 + keys[-1]  # (non_shared past 127: a two-byte varint)
@@ -230,7 +231,12 @@ def test_table_bulk_matches_one_by_one(keys: list[bytes], block_size: int, inter
     bulk.add(*pairs[0])
     with mock.patch.object(table_module, "_PREFIX_CHUNK", chunk):  # (shared prefixes found a chunk at a time)
         bulk.add_many(pairs[1 : 1 + split])
-        bulk.add_many(pairs[1 + split :])
+        rest = pairs[1 + split :]
+        if columns:
+            bulk.add_columns([k for k, _ in rest], np.frombuffer(b"".join(v for _, v in rest), np.uint8),
+                             np.array([len(v) for _, v in rest], np.int64))
+        else:
+            bulk.add_many(rest)
     data = bulk.finish()
     assert data == one.finish()
     assert list(TableReader(data).items()) == pairs
@@ -412,7 +418,8 @@ def test_writer_finds_duplicates_in_any_order(tmp_path: Path, order: list[str]) 
 
 
 _adds = st.lists(st.tuples(
-    st.one_of(st.sampled_from(["a", "b", "c", "d/e", "\u00e9", "", "\x00x"]), st.integers(0, 3)),
+    st.one_of(st.sampled_from(["a", "b", "c", "d/e", "\u00e9", "", "\x00x", "x\x00", "\ud800", "\udcff"]),
+              st.integers(0, 3)),
     st.sampled_from(["f32", "f64", "strided", "big-endian", "text", "int", "scalar"])), max_size=12)
 
 
@@ -422,15 +429,21 @@ def _value(kind: str) -> object:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(_adds)
-def test_writer_add_many_is_add_one_by_one(tmp_path: Path, adds: list[tuple[object, str]]) -> None:
-    # The same files, or the same error after the same tensors, whatever the names and values.
-    def run(d: str, many: bool) -> tuple[str | None, dict[str, bytes]]:
+@given(_adds, st.integers(0, 12))
+def test_writer_add_many_is_add_one_by_one(tmp_path: Path, adds: list[tuple[object, str]], split: int) -> None:
+    # The same files, or the same error after the same tensors, whatever the names and values:
+    # add_many, and add_arrays checking whole lists (from one tensor on here; with no dtype known
+    # yet, so it learns them), called twice.
+    def run(d: str, how: str) -> tuple[str | None, dict[str, bytes]]:
         w = tfckpt.BundleWriter(os.path.join(tmp_path, d, "p"))
         pairs = [(n, _value(k)) for n, k in adds]
         try:
-            if many:
+            if how == "many":
                 w.add_many(pairs)  # type: ignore[arg-type]
+            elif how == "arrays":
+                with mock.patch.object(bundle_writer, "_ARRAYS", 1), mock.patch.dict(bundle_writer._PLAIN, clear=True):
+                    for part in (pairs[:split], pairs[split:]):
+                        w.add_arrays([n for n, _ in part], [v for _, v in part])  # type: ignore[misc]
             else:
                 for n, v in pairs:
                     w.add(n, v)  # type: ignore[arg-type]
@@ -443,7 +456,56 @@ def test_writer_add_many_is_add_one_by_one(tmp_path: Path, adds: list[tuple[obje
         return err, {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
 
     tag = str(abs(hash(repr(adds))))
-    assert run(tag + "-many", True) == run(tag + "-one", False)
+    one = run(tag + "-one", "one")
+    assert run(tag + "-many", "many") == one
+    assert run(tag + "-arrays", "arrays") == one
+
+
+_F = np.arange(3, dtype=np.float32)
+
+
+@pytest.mark.parametrize("calls", [
+    [["a", "b"], ["c"]],  # accepted whole
+    [["b"], ["a"]],  # a second call before the first's last key
+    [["a", "b"], ["b"]],  # a duplicate across calls
+    [["a", "a"]],  # a duplicate in one call
+    [["b", "a"]],  # out of order in one call
+    [["a", "b\x00c"]],  # a NUL inside a name
+    [["a", "b\x00"]],
+    [["a", ""]],  # an empty name
+    [["a", "b\ud800"]],  # not encodable
+    [["a", "\udcff"]],  # an undecodable byte kept as a surrogate
+    [["a", 3]],  # not a str
+])
+@pytest.mark.parametrize("kind", ["f32", "f16", "strided", "big-endian", "text", "int"])
+def test_add_arrays_lists_are_add_one_by_one(tmp_path: Path, calls: list[list[object]], kind: str) -> None:
+    # add_arrays checks whole lists (from one tensor on here, no dtype known yet): whatever it
+    # declines, add reports as it would one by one; the files are the same.
+    values = {"f32": _F, "f16": _F.astype(np.float16), "strided": np.arange(8.0)[::2],
+              "big-endian": np.arange(3, dtype=">i4"), "text": "t", "int": 7}
+    fast = calls == [["a", "b"], ["c"]] and kind in ("f32", "f16")
+
+    def run(d: str, arrays: bool) -> tuple[str | None, dict[str, bytes]]:
+        w = tfckpt.BundleWriter(str(tmp_path / d / "p"))
+        err = None
+        try:
+            with mock.patch.object(bundle_writer, "_ARRAYS", 1), mock.patch.dict(bundle_writer._PLAIN, clear=True):
+                for names in calls:
+                    vals = [_F if i % 2 else values[kind] for i in range(len(names))]
+                    if arrays and fast:  # (checked as lists: add_many is not called)
+                        with mock.patch.object(w, "add_many", side_effect=AssertionError("not checked as lists")):
+                            w.add_arrays(names, vals)  # type: ignore[arg-type]
+                    elif arrays:
+                        w.add_arrays(names, vals)  # type: ignore[arg-type]
+                    else:
+                        for n, v in zip(names, vals):
+                            w.add(n, v)  # type: ignore[arg-type]
+        except tfckpt.errors.CheckpointError as e:
+            err = f"{type(e).__name__}: {e}"
+        w.finish()
+        return err, {f.name: f.read_bytes() for f in sorted((tmp_path / d).iterdir())}
+
+    assert run("arrays", True) == run("one", False)
 
 
 def test_python_values_follow_numpy(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import tfckpt
 from tfckpt._format import bundle_reader, runs
 from tfckpt._format.coding import FIXED32, crc32c, mask
-from tfckpt._format.entries_bulk import decode_entries, encode_tails
+from tfckpt._format.entries_bulk import decode_entries, encode_tails, encode_values
 from tfckpt._format.entry import BundleEntry, BundleHeader, encode_entry, entry_head
 from tfckpt._format.table import TableReader, TableWriter
 from tfckpt._proto import checkpoint_pb2
@@ -378,6 +378,28 @@ def test_bulk_encode_matches_one_by_one(shard: int, start: int, sized: list[tupl
     for tail, size, crc in zip(tails, sizes, crcs, strict=True):
         assert head + tail == encode_entry(1, (3,), shard, pos, size, crc)
         pos += size
+
+
+@pytest.mark.parametrize("kinds", [[(1, (3,))], [(1, (3,)), (2, (3,)), (1, (4,))],
+                                   [(1, (3,)), (1, (2, 300)), (2, ()), (19, (5, 1, 4))]])
+@settings(max_examples=60, deadline=None)
+@given(shard=st.integers(0, 99999), start=st.integers(0, 2**40),
+       rows=st.lists(st.tuples(st.integers(0, 3), st.one_of(st.integers(0, 300), st.integers(0, 2**40)),
+                               st.integers(0, 2**32 - 1)), min_size=1, max_size=150))
+def test_entries_encoded_as_one_array_match_one_by_one(shard: int, start: int, rows: list[tuple[int, int, int]],
+                                                       kinds: list[tuple[int, tuple[int, ...]]]) -> None:
+    # Whole entries with numpy: one head, heads of one length, heads of several lengths.
+    specs = [kinds[k % len(kinds)] for k, _, _ in rows]
+    number = {s: i for i, s in enumerate(dict.fromkeys(specs))}
+    blob, lengths = encode_values([entry_head(*s) for s in number], np.array([number[s] for s in specs]), shard,
+                                  start, [size for _, size, _ in rows], [crc for _, _, crc in rows])
+    want = []
+    pos = start
+    for spec, (_, size, crc) in zip(specs, rows):
+        want.append(encode_entry(*spec, shard, pos, size, crc))
+        pos += size
+    assert blob.tobytes() == b"".join(want)
+    assert lengths.tolist() == [len(e) for e in want]
 
 
 def test_bulk_decode_of_truncated_heads() -> None:

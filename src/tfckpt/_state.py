@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from tfckpt._convert import framework_of
+from tfckpt._format.entry import name_key
 from tfckpt.dtypes import DType, as_dtype, dtype_of_numpy
 from tfckpt.errors import InvalidArgumentError, InvalidTypeError, TensorNotFoundError
 
@@ -513,7 +514,7 @@ def resolve_var_list(var_list: object) -> list[Entry]:
         entries.append(Entry(name, v))
     for full_name, members in sliced.items():
         entries += _slice_group(full_name, members)
-    entries.sort(key=lambda e: e.key.encode("utf-8", "surrogateescape"))
+    entries.sort(key=lambda e: name_key(e.key))
     return entries
 
 

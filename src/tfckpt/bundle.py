@@ -57,7 +57,10 @@ def write(
         except (AttributeError, TypeError):
             bad = next(k for k in (items if mapping else [it[0] for it in items]) if not isinstance(k, str))
             raise InvalidArgumentError(f"tensor names must be str, got {type(bad).__name__}: {bad!r}") from None
-        w.add_many(zip(items, map(tensors.__getitem__, items)) if isinstance(tensors, Mapping) else items)
+        if isinstance(tensors, Mapping):
+            w.add_arrays(items, list(map(tensors.__getitem__, items)))
+        else:
+            w.add_many(items)
         done = w.finish()
         del w, items  # freed while the collector is paused: re-enabling it finds nothing to traverse
     return done

@@ -367,7 +367,7 @@ class Saver:
         num_shards, shard_of = self._num_shards(items)
         w = BundleWriter(checkpoint_file, num_shards=num_shards, sync=self._sync)
         if shard_of is None and all(sl is None for _, _, sl in items):
-            w.add_many((key, value) for key, value, _ in items)
+            w.add_arrays([it[0] for it in items], [it[1] for it in items])
         else:
             for key, value, sl in items:
                 shard = shard_of(value) if shard_of else None

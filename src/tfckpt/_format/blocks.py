@@ -34,7 +34,7 @@ import numpy as np
 from tfckpt._format.coding import FIXED32, decode_varint, varint_digits
 from tfckpt.errors import DataLossError
 
-__all__ = ["block_columns", "encode_entries", "keys_increase", "parse_block", "varint_lengths"]
+__all__ = ["block_columns", "encode_entries", "keys_increase", "parse_block", "split_values", "varint_lengths"]
 
 KEY_EXPANSION = 16  # decoded keys may total at most this many times the block's size (+ 64 KiB)
 _HEADER = np.arange(3)
@@ -152,6 +152,13 @@ def _entry_by_entry(contents: bytes, limit: int, where: str) -> tuple[list[bytes
     return keys, values
 
 
+def split_values(values: np.ndarray, lengths: np.ndarray) -> list[bytes]:  # type: ignore[type-arg]
+    """The byte strings lying one after another in ``values``, of ``lengths`` bytes each."""
+    data = values.tobytes()
+    ends = np.cumsum(lengths).tolist()
+    return [data[a:b] for a, b in zip([0, *ends], ends)]
+
+
 def varint_lengths(values: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
     """Bytes of the varint of each of ``values`` (non-negative int64)."""
     n = np.ones(len(values), np.int64)
@@ -162,23 +169,22 @@ def varint_lengths(values: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
     return n
 
 
-def encode_entries(pairs: bytes, key_lengths: np.ndarray, value_lengths: np.ndarray,  # type: ignore[type-arg]
-                   shared: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+def encode_entries(keys: bytes, key_lengths: np.ndarray, values: np.ndarray,  # type: ignore[type-arg]
+                   value_lengths: np.ndarray, shared: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
     """The encoded entries (``shared``, ``non_shared``, ``value_length`` varints, then the key
-    past its shared prefix, then the value) of pairs whose keys and values lie one after
-    another in ``pairs`` (key, value, key, value...), as one byte array.
+    past its shared prefix, then the value) of keys lying one after another in ``keys`` and
+    values one after another in the byte array ``values``, as one byte array.
 
     Example:
         >>> k, v, s = np.array([3, 3]), np.array([1, 0]), np.array([0, 2])
-        >>> encode_entries(b"abcXabd", k, v, s).tobytes()
+        >>> encode_entries(b"abcabd", k, np.frombuffer(b"X", np.uint8), v, s).tobytes()
         b'\\x00\\x03\\x01abcX\\x02\\x01\\x00d'
     """
     non_shared = key_lengths - shared
     fields = (shared, non_shared, value_lengths)
     lengths = [varint_lengths(f) for f in fields]
     head = lengths[0] + lengths[1] + lengths[2]
-    body = non_shared + value_lengths
-    size = head + body
+    size = head + non_shared + value_lengths
     start = np.cumsum(size) - size
     out = np.empty(int(size.sum()), np.uint8)
     at = start
@@ -191,9 +197,15 @@ def encode_entries(pairs: bytes, key_lengths: np.ndarray, value_lengths: np.ndar
                 sel = k > j
                 out[at[sel] + j] = digits[sel, j]
         at = at + k
-    # The body of each entry is one stretch of ``pairs``: its key past the shared bytes, its value.
-    src = np.cumsum(key_lengths + value_lengths) - (key_lengths + value_lengths) + shared
-    before = np.cumsum(body) - body
-    rel = np.arange(int(body.sum()))
-    out[rel + np.repeat(at - before, body)] = np.frombuffer(pairs, np.uint8)[rel + np.repeat(src - before, body)]
+    # Each key past its shared bytes, then each value: stretches of ``keys`` and ``values``.
+    _gather(out, at, np.frombuffer(keys, np.uint8), np.cumsum(key_lengths) - key_lengths + shared, non_shared)
+    _gather(out, at + non_shared, values, np.cumsum(value_lengths) - value_lengths, value_lengths)
     return out
+
+
+def _gather(out: np.ndarray, to: np.ndarray, src: np.ndarray, frm: np.ndarray,  # type: ignore[type-arg]
+            lengths: np.ndarray) -> None:  # type: ignore[type-arg]
+    """``out[to[i] : to[i] + lengths[i]] = src[frm[i] : frm[i] + lengths[i]]`` for every ``i``."""
+    before = np.cumsum(lengths) - lengths
+    rel = np.arange(int(lengths.sum()))
+    out[rel + np.repeat(to - before, lengths)] = src[rel + np.repeat(frm - before, lengths)]

@@ -24,22 +24,24 @@ import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from operator import itemgetter
+from itertools import repeat
+from operator import attrgetter, is_, is_not, itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from tfckpt._convert import framework_of, to_array, torch_adapter
+from tfckpt._format.blocks import keys_increase, split_values
 from tfckpt._format.coding import crc32c, mask, masked_crcs
-from tfckpt._format.entries_bulk import encode_tails
-from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader, encode_entry, entry_head
+from tfckpt._format.entries_bulk import encode_values
+from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader, encode_entry, entry_head, name_key
 from tfckpt._format.slices import TensorSlice, encode_slice_key, parse_shape_and_slice
 from tfckpt._format.strings import encode_strings
 from tfckpt._format.table import TableWriter
 from tfckpt._gcpause import paused_gc
 from tfckpt._storage import fsync_dir, os_error, remove_quietly, temp_name
 from tfckpt.dtypes import DType
-from tfckpt.errors import InvalidArgumentError, UnimplementedError
+from tfckpt.errors import CheckpointError, InvalidArgumentError, UnimplementedError
 
 __all__ = ["BundleWriter", "data_filename", "index_filename", "sort_by_name"]
 
@@ -48,6 +50,7 @@ _PIPELINE = 1 << 20  # from this size on a batch's CRCs are computed in a thread
 _IOV_MAX = 512  # buffers per writev (POSIX guarantees at least 16; Linux allows 1024)
 _BULK_ENCODE = 64  # from this many tensors in a data file, their entries are encoded with numpy
 _TAILS = 8192  # entries encoded by one numpy call
+_ARRAYS = 256  # from this many tensors, add_arrays checks them list by list
 _MAX_WRITE = 1 << 30  # bytes per write call (Linux writes at most 0x7ffff000 bytes per call)
 
 
@@ -70,9 +73,9 @@ def sort_by_name(items: list[Any], *, pairs: bool = True) -> None:
     if "".join([it[0] for it in items] if pairs else items).isascii():
         items.sort(key=itemgetter(0) if pairs else None)
     elif pairs:
-        items.sort(key=lambda it: it[0].encode("utf-8", "surrogateescape"))
+        items.sort(key=lambda it: name_key(it[0]))
     else:
-        items.sort(key=lambda n: n.encode("utf-8", "surrogateescape"))
+        items.sort(key=name_key)
 
 
 def _bytes_of(a: np.ndarray[Any, Any]) -> Any:
@@ -107,25 +110,46 @@ def _batches(sizes: list[int]) -> Iterator[tuple[int, int]]:
     yield from zip(starts, [*starts[1:], n])
 
 
-def _entries(shard: int, items: list[_Item], sizes: list[int], crcs: Sequence[int]) -> list[tuple[bytes, bytes]]:
-    """``(key, encoded entry)`` of ``items`` written one after another from the start of data
-    shard ``shard``, with their byte sizes and masked CRC-32Cs."""
+# A data file's index entries: the keys, their encoded entries one after another, each entry's length.
+_Entries = tuple[list[bytes], np.ndarray, np.ndarray]  # type: ignore[type-arg]
+
+
+def _entries(shard: int, items: list[_Item], sizes: list[int], crcs: Sequence[int]) -> _Entries:
+    """The index entries of ``items`` written one after another from the start of data shard
+    ``shard``, with their byte sizes and masked CRC-32Cs."""
+    keys = [it.key for it in items]
     if len(items) < _BULK_ENCODE:
-        entries = []
+        values = []
         pos = 0
         for it, size, crc in zip(items, sizes, crcs):
-            entries.append((it.key, encode_entry(it.enum, it.array.shape, shard, pos, size, crc)))
+            values.append(encode_entry(it.enum, it.array.shape, shard, pos, size, crc))
             pos += size
-        return entries
-    entries = []
+        return _as_entries(keys, values)
+    specs = [(it.enum, it.array.shape) for it in items]
+    number = dict.fromkeys(specs, 0)  # each distinct (dtype, shape) -> its head's number
+    for k, spec in enumerate(number):
+        number[spec] = k
+    heads = [entry_head(*spec) for spec in number]
+    head_of = np.fromiter(map(number.__getitem__, specs), np.intp, len(specs))
+    blobs, lengths = [], []
     pos = 0
-    for a in range(0, len(items), _TAILS):  # (a chunk at a time: its tails are dropped once joined)
-        chunk = items[a : a + _TAILS]
-        tails = encode_tails(shard, pos, sizes[a : a + _TAILS], crcs[a : a + _TAILS])
-        heads = [entry_head(it.enum, it.array.shape) for it in chunk]
-        entries += zip([it.key for it in chunk], map(bytes.__add__, heads, tails))
+    for a in range(0, len(items), _TAILS):  # (a chunk at a time: a matrix of _TAILS rows)
+        blob, n = encode_values(heads, head_of[a : a + _TAILS], shard, pos, sizes[a : a + _TAILS],
+                                crcs[a : a + _TAILS])
+        blobs.append(blob)
+        lengths.append(n)
         pos += sum(sizes[a : a + _TAILS])
-    return entries
+    return keys, np.concatenate(blobs), np.concatenate(lengths)
+
+
+def _as_entries(keys: list[bytes], values: list[bytes]) -> _Entries:
+    """:data:`_Entries` of keys and their encoded entries."""
+    return keys, np.frombuffer(b"".join(values), np.uint8), np.fromiter(map(len, values), np.int64, len(values))
+
+
+def _pairs(entries: _Entries) -> list[tuple[bytes, bytes]]:
+    """``(key, encoded entry)`` of each of ``entries``."""
+    return list(zip(entries[0], split_values(entries[1], entries[2])))
 
 
 def _write_views(f: Any, views: list[Any], sizes: list[int]) -> None:
@@ -202,6 +226,23 @@ def _check_name(name: object) -> str:
     return name
 
 
+def _learn_plain(dtypes: Iterable[np.dtype[Any]]) -> bool:
+    """Add to ``_PLAIN`` those of ``dtypes`` whose arrays ``to_array`` returns unchanged (fixed
+    size); whether any was added."""
+    added = False
+    for dt in dtypes:
+        if dt not in _PLAIN:
+            probe = np.empty(1, dt)
+            try:
+                dtype, arr = to_array(probe, "probe")
+            except CheckpointError:
+                continue
+            if arr is probe and dtype.is_fixed_size:
+                _PLAIN[dt] = dtype
+                added = True
+    return added
+
+
 def _string_weight(arr: np.ndarray[Any, Any]) -> int:
     """About the bytes a string tensor takes in a data file (to balance shards)."""
     return sum(map(len, arr.reshape(-1).tolist())) + 5 * arr.size
@@ -238,7 +279,8 @@ class BundleWriter:
         self._streaming = streaming
         self._stream_tmp: str | None = None
         self._stream_file: Any = None
-        self._stream_entries: list[tuple[bytes, bytes]] = []  # (key, encoded entry)
+        self._stream_keys: list[bytes] = []
+        self._stream_values: list[bytes] = []  # (encoded entries)
         self._stream_offset = 0
         self._items: list[_Item] = []
         # Keys added so far, for the duplicate check: while they come in increasing order (the
@@ -314,8 +356,8 @@ class BundleWriter:
         except OSError as e:
             self.abort()
             raise os_error(e, self._stream_tmp or "", "cannot write") from None
-        self._stream_entries.append(
-            (it.key, encode_entry(it.enum, it.array.shape, 0, self._stream_offset, size, crc)))
+        self._stream_keys.append(it.key)
+        self._stream_values.append(encode_entry(it.enum, it.array.shape, 0, self._stream_offset, size, crc))
         self._stream_offset += size
 
     def abort(self) -> None:
@@ -339,7 +381,7 @@ class BundleWriter:
         name = _check_name(name)
         if name in self._partitioned:
             raise InvalidArgumentError(f"Adding duplicate key: {name!r} (already added as slices)")
-        self._append(name.encode("utf-8", "surrogateescape"), name, value, shard)
+        self._append(name_key(name), name, value, shard)
 
     def add_many(self, pairs: Iterable[tuple[str, object]]) -> None:
         """:meth:`add` each ``(name, value)`` in turn (with the same checks and errors).
@@ -367,7 +409,10 @@ class BundleWriter:
                 if isinstance(value, tensor):
                     value = tensor_to_numpy(value)  # (what add would do: shares the tensor's memory)
             if fast and type(name) is str and name and name[0] != "\x00" and type(value) is np.ndarray:
-                key = name.encode("utf-8", "surrogateescape")
+                try:
+                    key = name.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:  # (add reports it)
+                    key = b""
                 if key > last and value.flags.c_contiguous and (dtype := plain.get(value.dtype)) is not None:
                     items.append(_new(_Item, (key, name, dtype, dtype._enum, value, value.nbytes, None)))
                     last = key
@@ -377,6 +422,48 @@ class BundleWriter:
             last = self._last_key
             fast = self._keys is None and not self._streaming and not self._partitioned
         self._last_key = last
+
+    def add_arrays(self, names: list[str], values: list[object]) -> None:
+        """:meth:`add_many` of ``zip(names, values)``, with the checks done by whole lists where
+        it can: str names in increasing order and C-contiguous numpy arrays of numpy's own
+        dtypes cost a few C-level passes over the lists, not a Python step per tensor.
+
+        Example:
+            >>> import numpy as np, tempfile, os
+            >>> w = BundleWriter(os.path.join(tempfile.mkdtemp(), "ckpt"))
+            >>> w.add_arrays(["a", "b"], [np.zeros(2), "text"])
+            >>> len(w)
+            2
+        """
+        if len(names) < _ARRAYS or not self._add_plain(names, values):
+            self.add_many(zip(names, values))
+
+    def _add_plain(self, names: list[str], values: list[Any]) -> bool:
+        """:meth:`add_arrays` when every name is a str past the last key added, in increasing
+        order, without NUL bytes, and every value a C-contiguous numpy array whose dtype is
+        in ``_PLAIN``; False (nothing added) otherwise."""
+        if self._keys is not None or self._streaming or self._partitioned or len(names) != len(values):
+            return False
+        if any(map(is_not, map(type, names), repeat(str))) or any(map(is_not, map(type, values), repeat(np.ndarray))):
+            return False
+        joined = "\x00".join(names)
+        if joined.count("\x00") != len(names) - 1:  # (a NUL in a name)
+            return False
+        try:
+            keys = joined.encode("utf-8", "surrogateescape").split(b"\x00")
+        except UnicodeEncodeError:  # (add reports it)
+            return False
+        if keys[0] <= self._last_key or not keys_increase(keys):  # (also rejects an empty name: b"" is first)
+            return False
+        dtypes = list(map(_PLAIN.get, map(attrgetter("dtype"), values)))
+        if any(map(is_, dtypes, repeat(None))) and _learn_plain({v.dtype for v in values}):
+            dtypes = list(map(_PLAIN.get, map(attrgetter("dtype"), values)))
+        if any(map(is_, dtypes, repeat(None))) or not all(map(attrgetter("flags.c_contiguous"), values)):
+            return False
+        self._items += map(_new, repeat(_Item), zip(keys, names, dtypes, map(attrgetter("_enum"), dtypes), values,
+                                                   map(attrgetter("nbytes"), values), repeat(None)))
+        self._last_key = keys[-1]
+        return True
 
     def add_slice(
         self,
@@ -404,7 +491,7 @@ class BundleWriter:
         if sl.is_full(shape):
             self.add(name, arr, shard=shard)
             return
-        if self._has_key(name.encode("utf-8", "surrogateescape")):
+        if self._has_key(name_key(name)):
             raise InvalidArgumentError(f"Adding duplicate key: {name!r}")
         prev = self._partitioned.get(name)
         if prev is None:
@@ -414,7 +501,7 @@ class BundleWriter:
             raise InvalidArgumentError(
                 f"slices of {name!r} disagree: {prev[0].name}{list(prev[1])} vs {dtype.name}{list(shape)}"
             )
-        self._append(encode_slice_key(name, sl), name, arr, shard)
+        self._append(encode_slice_key(name_key(name), sl), name, arr, shard)
         prev[2].append(sl)
 
     def add_shape_and_slice(self, name: str, shape_and_slice: str, value: object) -> None:
@@ -447,7 +534,7 @@ class BundleWriter:
             shards[assigned[id(it)]].append(it)
         return shards
 
-    def _write_shard(self, shard: int, items: list[_Item], tmp: str) -> list[tuple[bytes, bytes]]:
+    def _write_shard(self, shard: int, items: list[_Item], tmp: str) -> _Entries:
         """Write ``items`` to ``tmp`` in order; return their index entries.
 
         Tensors are written straight from their buffers (no copies), in batches of about
@@ -528,7 +615,7 @@ class BundleWriter:
                         os.fsync(f_stream.fileno())
                 finally:
                     f_stream.close()
-                results = [self._stream_entries]
+                results = [_as_entries(self._stream_keys, self._stream_values)]
             elif self.num_shards == 1:
                 plan = self._plan()
                 results = [self._write_shard(0, plan[0], temps[0])]
@@ -573,13 +660,16 @@ class BundleWriter:
             fsync_dir(d)
         return prefix
 
-    def _build_index(self, results: list[list[tuple[bytes, bytes]]]) -> bytes:
-        entries = [kv for shard_entries in results for kv in shard_entries]
-        for name, (dtype, shape, slices) in self._partitioned.items():
-            entries.append((name.encode("utf-8", "surrogateescape"),
-                            BundleEntry(dtype.as_datatype_enum, shape, slices=tuple(slices)).encode()))
-        entries.sort(key=itemgetter(0))  # keys are unique; one shard added in order is sorted already
+    def _build_index(self, results: list[_Entries]) -> bytes:
         w = TableWriter()
         w.add(HEADER_KEY, BundleHeader(num_shards=self.num_shards).encode())
+        if len(results) == 1 and not self._partitioned and keys_increase(results[0][0]):
+            w.add_columns(*results[0])  # (one data file, tensors added in key order: the usual case)
+            return w.finish()
+        entries = [kv for shard_entries in results for kv in _pairs(shard_entries)]
+        for name, (dtype, shape, slices) in self._partitioned.items():
+            entries.append((name_key(name),
+                            BundleEntry(dtype.as_datatype_enum, shape, slices=tuple(slices)).encode()))
+        entries.sort(key=itemgetter(0))  # (keys are unique)
         w.add_many(entries)
         return w.finish()

@@ -29,7 +29,7 @@ from tfckpt._format.entry import _HEADS, _KNOWN_DTYPES, BundleEntry, _parse_head
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import InvalidArgumentError
 
-__all__ = ["Columns", "columns_of", "decode_columns", "decode_entries", "encode_tails"]
+__all__ = ["Columns", "columns_of", "decode_columns", "decode_entries", "encode_tails", "encode_values"]
 
 _MIN_BATCH = 32  # below this, one at a time is as fast
 _FOUR = np.arange(1, 5)
@@ -161,30 +161,22 @@ def decode_entries(values: list[bytes], names: list[str], path: str) -> list[Bun
                                                values, names)]
 
 
-def encode_tails(shard: int, start: int, sizes: Sequence[int], crcs: Sequence[int]) -> list[bytes]:
-    """The encoded ``shard_id``, ``offset``, ``size`` and ``crc32c`` fields of entries whose data
-    lie one after another from ``start`` in data shard ``shard`` (zero fields are left out, as
-    protobuf does); ``entry_head(dtype, shape) + tail`` is the whole entry.
-
-    Example:
-        >>> from tfckpt._format.entry import encode_entry, entry_head
-        >>> tails = encode_tails(0, 0, [8, 300], [7, 0])
-        >>> entry_head(1, (2,)) + tails[0] == encode_entry(1, (2,), 0, 0, 8, 7)
-        True
-        >>> tails[1] == encode_entry(1, (75,), 0, 8, 300, 0)[len(entry_head(1, (75,))):]
-        True
-    """
+def _tail_rows(shard: int, start: int, sizes: Sequence[int], crcs: Sequence[int],
+               lead: int = 0) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    """The tails of :func:`encode_tails` as rows of a ``(n, lead + 32)`` byte matrix, each from
+    column ``lead`` on (the first ``lead`` columns left for the caller), and their lengths."""
     n = len(sizes)
     size = np.array(sizes, np.uint64)
     offset = np.cumsum(size, dtype=np.uint64) - size + np.uint64(start)
-    m = np.zeros((n, _WIDTH), np.uint8)
-    cur = np.zeros(n, np.int64)
+    width = lead + _WIDTH
+    m = np.zeros((n, width), np.uint8)
+    cur = np.zeros(n, np.int64) + lead
     if shard:
         prefix = b"\x18" + encode_varint(shard)
-        m[:, : len(prefix)] = np.frombuffer(prefix, np.uint8)
+        m[:, lead : lead + len(prefix)] = np.frombuffer(prefix, np.uint8)
         cur += len(prefix)
     flat = m.reshape(-1)
-    row = np.arange(0, n * _WIDTH, _WIDTH)  # where each entry's row starts in flat
+    row = np.arange(0, n * width, width)  # where each entry's row starts in flat
     for tag, v in ((0x20, offset), (0x28, size)):
         present = v != 0
         length, digits = varint_digits(v)
@@ -200,5 +192,65 @@ def encode_tails(shard: int, start: int, sizes: Sequence[int], crcs: Sequence[in
     flat[at] = 0x35
     flat[at[:, None] + _FOUR] = crc[present].astype("<u4").view(np.uint8).reshape(-1, 4)
     cur += 5 * present
+    return m, cur - lead
+
+
+def encode_tails(shard: int, start: int, sizes: Sequence[int], crcs: Sequence[int]) -> list[bytes]:
+    """The encoded ``shard_id``, ``offset``, ``size`` and ``crc32c`` fields of entries whose data
+    lie one after another from ``start`` in data shard ``shard`` (zero fields are left out, as
+    protobuf does); ``entry_head(dtype, shape) + tail`` is the whole entry.
+
+    Example:
+        >>> from tfckpt._format.entry import encode_entry, entry_head
+        >>> tails = encode_tails(0, 0, [8, 300], [7, 0])
+        >>> entry_head(1, (2,)) + tails[0] == encode_entry(1, (2,), 0, 0, 8, 7)
+        True
+        >>> tails[1] == encode_entry(1, (75,), 0, 8, 300, 0)[len(entry_head(1, (75,))):]
+        True
+    """
+    m, cur = _tail_rows(shard, start, sizes, crcs)
     blob = m.tobytes()
-    return [blob[a : a + k] for a, k in zip(range(0, n * _WIDTH, _WIDTH), cur.tolist())]
+    return [blob[a : a + k] for a, k in zip(range(0, len(cur) * _WIDTH, _WIDTH), cur.tolist())]
+
+
+def encode_values(heads: list[bytes], head_of: np.ndarray, shard: int, start: int,  # type: ignore[type-arg]
+                  sizes: Sequence[int], crcs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    """Whole entries of tensors written one after another from ``start`` in data shard
+    ``shard``, as one byte array (the entries one after another) and each entry's length:
+    entry ``i`` is ``heads[head_of[i]]`` (its ``entry_head``) then its :func:`encode_tails` tail.
+    No Python object per entry.
+
+    Example:
+        >>> from tfckpt._format.entry import encode_entry, entry_head
+        >>> blob, lengths = encode_values([entry_head(1, (2,)), entry_head(2, ())], np.array([1, 0]),
+        ...                               0, 0, [8, 8], [5, 6])
+        >>> bytes(blob) == encode_entry(2, (), 0, 0, 8, 5) + encode_entry(1, (2,), 0, 8, 8, 6)
+        True
+        >>> lengths.tolist() == [len(encode_entry(2, (), 0, 0, 8, 5)), len(encode_entry(1, (2,), 0, 8, 8, 6))]
+        True
+    """
+    hlen = np.fromiter(map(len, heads), np.int64, len(heads))
+    widest = int(hlen.max(initial=0))
+    if int(hlen.min(initial=widest)) == widest:  # (heads of one length: tails in one column)
+        m, tail_len = _tail_rows(shard, start, sizes, crcs, widest)
+        if len(heads) == 1:
+            m[:, :widest] = np.frombuffer(heads[0], np.uint8)
+        else:
+            m[:, :widest] = np.frombuffer(b"".join(heads), np.uint8).reshape(len(heads), widest)[head_of]
+        lengths = tail_len + widest
+        return m[np.arange(m.shape[1]) < lengths[:, None]], lengths
+    tails, tail_len = _tail_rows(shard, start, sizes, crcs)
+    n = len(tail_len)
+    # Each distinct head as a zero-padded row, gathered out of their concatenation.
+    j = np.arange(widest)
+    inside = j < hlen[:, None]
+    rows = np.zeros((len(heads), widest), np.uint8)
+    rows[inside] = np.frombuffer(b"".join(heads), np.uint8)
+    width = widest + _WIDTH
+    m = np.zeros((n, width), np.uint8)
+    m[:, :widest] = rows[head_of]
+    own = hlen[head_of]
+    # Each tail right after its head (over the head row's zero padding).
+    m.reshape(-1)[(np.arange(0, n * width, width) + own)[:, None] + np.arange(_WIDTH)] = tails
+    lengths = own + tail_len
+    return m[np.arange(width) < lengths[:, None]], lengths

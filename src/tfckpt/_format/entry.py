@@ -26,7 +26,8 @@ from tfckpt._proto import checkpoint_pb2
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import DataLossError, InvalidArgumentError
 
-__all__ = ["HEADER_KEY", "BundleEntry", "BundleHeader", "encode_entry", "encode_shape", "entry_head", "validate_slices"]
+__all__ = ["HEADER_KEY", "BundleEntry", "BundleHeader", "encode_entry", "encode_shape", "entry_head", "name_key",
+           "validate_slices"]
 
 HEADER_KEY = b""
 # Checks shapes against this many elements before anything is allocated.
@@ -54,6 +55,24 @@ def encode_shape(shape: tuple[int, ...]) -> bytes:
         if len(_SHAPES) < 4096:
             _SHAPES[shape] = enc
     return enc
+
+
+def name_key(name: str) -> bytes:
+    r"""The index key of tensor ``name``: its UTF-8 bytes (the lone surrogates a reader decodes
+    undecodable key bytes to go back to those bytes).
+
+    Example:
+        >>> name_key("caf\u00e9"), name_key("\udcff")
+        (b'caf\xc3\xa9', b'\xff')
+        >>> name_key("\ud800")
+        Traceback (most recent call last):
+        ...
+        tfckpt.errors.InvalidArgumentError: tensor name '\ud800': not encodable as UTF-8 (surrogates not allowed)
+    """
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as e:
+        raise InvalidArgumentError(f"tensor name {name!r}: not encodable as UTF-8 ({e.reason})") from None
 
 
 _ENTRY_HEADS: dict[tuple[int, tuple[int, ...]], bytes] = {}

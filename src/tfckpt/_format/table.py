@@ -19,13 +19,19 @@ Example:
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
 
 import numpy as np
 
-from tfckpt._format.blocks import block_columns, encode_entries, keys_increase, parse_block, varint_lengths
+from tfckpt._format.blocks import (
+    block_columns,
+    encode_entries,
+    keys_increase,
+    parse_block,
+    split_values,
+    varint_lengths,
+)
 from tfckpt._format.coding import FIXED32, crc32c, decode_varint, encode_varint, mask, unmask
 from tfckpt.errors import DataLossError, InvalidArgumentError
 
@@ -149,8 +155,29 @@ class TableWriter:
         256 pairs on, a block's entries are laid out and encoded together with numpy
         (:meth:`_add_bulk`); otherwise (or if that declines) one at a time."""
         items = items if isinstance(items, list) else list(items)
-        if len(items) >= _BULK and self._add_bulk(items):
+        if len(items) >= _BULK:
+            values = list(map(itemgetter(1), items))
+            vlen = np.fromiter(map(len, values), np.int64, len(values))
+            if self._add_bulk(list(map(itemgetter(0), items)), np.frombuffer(b"".join(values), np.uint8), vlen):
+                return
+        self._add_each(items)
+
+    def add_columns(self, keys: list[bytes], values: np.ndarray, value_lengths: np.ndarray) -> None:  # type: ignore[type-arg]
+        """:meth:`add_many` of ``zip(keys, values)`` for values given as one byte array (each
+        value after the one before) and their lengths: no bytes object per value.
+
+        Example:
+            >>> w = TableWriter()
+            >>> w.add_columns([b"a", b"b"], np.frombuffer(b"xyz", np.uint8), np.array([1, 2]))
+            >>> w.finish() == build_table([(b"a", b"x"), (b"b", b"yz")])
+            True
+        """
+        if len(keys) >= _BULK and self._add_bulk(keys, values, value_lengths):
             return
+        self._add_each(list(zip(keys, split_values(values, value_lengths))))
+
+    def _add_each(self, items: list[tuple[bytes, bytes]]) -> None:
+        """:meth:`add_many` one pair at a time."""
         bs = self._block_size
         interval = self._interval
         data = self._data
@@ -195,21 +222,20 @@ class TableWriter:
         finally:
             data.counter, data.last_key, self._last_key = counter, blast, last
 
-    def _add_bulk(self, items: list[tuple[bytes, bytes]]) -> bool:
-        """:meth:`add_many` a block at a time: which entries fill the block, where its restarts
-        fall and each entry's bytes, all with numpy. False (nothing added) for pairs it leaves
-        to the loop: keys out of order (the loop reports them), a pair of twice the block size
-        or more, keys too long to compare as a matrix."""
-        keys = list(map(itemgetter(0), items))
+    def _add_bulk(self, keys: list[bytes], values: np.ndarray, vlen: np.ndarray) -> bool:  # type: ignore[type-arg]
+        """:meth:`add_columns` a block at a time: which entries fill the block, where its
+        restarts fall and each entry's bytes, all with numpy. False (nothing added) for pairs it
+        leaves to the one-at-a-time loop: keys out of order (the loop reports them), a pair of
+        twice the block size or more, keys too long to compare as a matrix."""
         last = self._last_key
         if not keys_increase(keys) or (last is not None and keys[0] <= last):
             return False
         n = len(keys)
         klen = np.fromiter(map(len, keys), np.int64, n)
-        vlen = np.fromiter(map(len, map(itemgetter(1), items)), np.int64, n)
         bs = self._block_size
         if int((klen + vlen).max()) >= 2 * bs:
             return False
+        vstart = np.cumsum(vlen) - vlen
         pre = _shared_prefixes([self._data.last_key, *keys])  # (with the block's last key: b"" if empty)
         if pre is None:
             return False
@@ -234,9 +260,10 @@ class TableWriter:
                 window *= 2
                 continue
             cut = int(full[0]) + 1 if full.size else m
-            pairs = b"".join(itertools.chain.from_iterable(items[i : i + cut]))
+            v0 = int(vstart[i])
+            block_values = values[v0 : v0 + int(vl[:cut].sum())]
             start = len(data.buf)
-            data.buf += encode_entries(pairs, kl[:cut], vl[:cut], shared[:cut]).data
+            data.buf += encode_entries(b"".join(keys[i : i + cut]), kl[:cut], block_values, vl[:cut], shared[:cut]).data
             data.restarts += (start + (np.cumsum(size[:cut]) - size[:cut])[restart[:cut]]).tolist()
             data.counter = int(u[cut - 1] % interval) + 1
             data.last_key = last = self._last_key = keys[i + cut - 1]

@@ -161,21 +161,26 @@ def _write_views(f: Any, views: list[Any], sizes: list[int]) -> None:
     """
     if type(f) is io.FileIO and len(views) > 1 and hasattr(os, "writev"):
         fd = f.fileno()
-        pending = [(v, k) for v, k in zip(views, sizes) if k]
-        bufs = [v for v, _ in pending]
+        if 0 in sizes:
+            kept = [(v, k) for v, k in zip(views, sizes) if k]
+            views, sizes = [v for v, _ in kept], [k for _, k in kept]
+        bufs = list(views)
+        left = list(sizes)  # bytes of each buffer not written yet
         i = 0
         while i < len(bufs):
             n = os.writev(fd, bufs[i : i + _IOV_MAX])
             if n <= 0:
                 raise OSError(errno.EIO, "write made no progress")
+            if n == sum(left[i : i + _IOV_MAX]):  # (the usual case: all of them)
+                i += _IOV_MAX
+                continue
             while n:
-                first = pending[i][1]
-                if n >= first:
-                    n -= first
+                if n >= left[i]:
+                    n -= left[i]
                     i += 1
                 else:  # a short write: resume inside this buffer
                     bufs[i] = _byte_view(bufs[i])[n:]
-                    pending[i] = (bufs[i], first - n)
+                    left[i] -= n
                     n = 0
         return
     for v, total in zip(views, sizes):
@@ -210,6 +215,8 @@ class _Item(NamedTuple):
 
 
 _DT_STRING = 7
+_ARRAY = itemgetter(4)  # _Item.array
+_DTYPE = itemgetter(2)  # _Item.dtype
 
 
 _EMPTY: np.ndarray[Any, Any] = np.zeros(0, np.uint8)
@@ -544,6 +551,8 @@ class BundleWriter:
         its own. The entries are encoded together at the end.
         """
         sizes = [it.nbytes for it in items]  # (-1 for strings until they are encoded)
+        # Whether every array exports its own bytes (numpy's own dtypes: not bfloat16 and the like).
+        plain = all(dt.numpy_dtype.isbuiltin == 1 for dt in set(map(_DTYPE, items)) if not dt.is_string)
         crcs = array.array("I")  # masked CRC-32C of each (4 bytes each, not a Python int)
         pool: ThreadPoolExecutor | None = None
         try:
@@ -559,7 +568,7 @@ class BundleWriter:
                         _write_views(f, [view], sizes[a : a + 1])
                         crcs.append(crc)
                         continue
-                    views = [_bytes_of(it.array) for it in items[a:b]]
+                    views = list(map(_ARRAY, items[a:b])) if plain else [_bytes_of(it.array) for it in items[a:b]]
                     if sum(sizes[a:b]) >= _PIPELINE:
                         if pool is None:
                             pool = ThreadPoolExecutor(1, thread_name_prefix="tfckpt-crc")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 
 import tfckpt  # noqa: E402
 from tfckpt._format.bundle_reader import BundleReader  # noqa: E402
-from tfckpt.adapters.torch import assign_, from_numpy, numpy_dtype, to_numpy  # noqa: E402
+from tfckpt.adapters.torch import assign_, from_numpy, inplace_numpy, numpy_dtype, to_numpy  # noqa: E402
 from tfckpt.errors import InvalidArgumentError  # noqa: E402
 
 
@@ -203,3 +204,49 @@ def test_writer_add_many_of_torch_tensors_writes_what_add_does(tmp_path: Any) ->
     assert got["g"].tolist() == pairs[7][1].resolve_conj().tolist()  # type: ignore[union-attr]
     with pytest.raises(InvalidArgumentError, match="duplicate"):
         BundleWriter(str(tmp_path / "dup")).add_many([("x", torch.ones(1)), ("x", torch.ones(1))])
+
+
+@pytest.mark.parametrize("odd", [None, "parameter", "bfloat16", "strided", "conj", "grad", "sparse", "number"])
+def test_writer_add_arrays_of_torch_tensors_is_add_one_by_one(tmp_path: Any, odd: str | None) -> None:
+    # add_arrays turns a list of torch tensors into numpy arrays at once (sharing memory), then
+    # checks the lists; anything odd among them gives what add gives, in order.
+    from tfckpt._format import bundle_writer
+
+    torch.manual_seed(1)
+    values: list[Any] = [torch.randn(3) for _ in range(6)]
+    values[3] = {None: torch.randn(3), "parameter": torch.nn.Parameter(torch.randn(3)),
+                 "bfloat16": torch.randn(3).to(torch.bfloat16), "strided": torch.randn(6)[::2],
+                 "conj": torch.randn(3, dtype=torch.complex64).conj(), "grad": torch.randn(3, requires_grad=True) * 2,
+                 "sparse": torch.zeros(3).to_sparse(), "number": 2.5}[odd]
+    names = [f"t{i}" for i in range(len(values))]
+
+    def run(d: str, arrays: bool) -> tuple[str | None, dict[str, bytes]]:
+        w = bundle_writer.BundleWriter(str(tmp_path / d / "p"))
+        err = None
+        try:
+            if arrays:
+                with mock.patch.object(bundle_writer, "_ARRAYS", 1):
+                    w.add_arrays(names, values)
+            else:
+                for n, v in zip(names, values):
+                    w.add(n, v)
+        except tfckpt.errors.CheckpointError as e:
+            err = f"{type(e).__name__}: {e}"
+        w.finish()
+        return err, {f.name: f.read_bytes() for f in sorted((tmp_path / d).iterdir())}
+
+    got = run("arrays", True)
+    assert got == run("one", False)
+    assert (got[0] is not None) == (odd == "sparse")
+
+
+def test_to_numpy_shares_the_memory_of_plain_tensors() -> None:
+    t = torch.zeros(4)
+    a = to_numpy(t)
+    a[1] = 7
+    assert t.tolist() == [0, 7, 0, 0]
+    assert inplace_numpy(t) is not None
+    assert inplace_numpy(t[::2]) is None
+    with torch.inference_mode():
+        assert inplace_numpy(torch.zeros(2)) is None
+    assert inplace_numpy(torch.nn.Parameter(torch.zeros(2))) is not None  # (detached: same memory)

@@ -233,6 +233,19 @@ def _check_name(name: object) -> str:
     return name
 
 
+def _torch_as_numpy(values: list[Any]) -> list[Any]:
+    """``values`` with every torch tensor as the numpy array :meth:`BundleWriter.add` would store
+    (sharing its memory); ``values`` as they are if any is something else or cannot be stored
+    (``add`` then reports it, in order)."""
+    adapter, tensor = torch_adapter()
+    if not all(map(isinstance, values, repeat(tensor))):
+        return values
+    try:
+        return list(map(adapter.to_numpy, values))
+    except CheckpointError:
+        return values
+
+
 def _learn_plain(dtypes: Iterable[np.dtype[Any]]) -> bool:
     """Add to ``_PLAIN`` those of ``dtypes`` whose arrays ``to_array`` returns unchanged (fixed
     size); whether any was added."""
@@ -442,7 +455,12 @@ class BundleWriter:
             >>> len(w)
             2
         """
-        if len(names) < _ARRAYS or not self._add_plain(names, values):
+        if len(names) < _ARRAYS:
+            self.add_many(zip(names, values))
+            return
+        if type(values[0]) is not np.ndarray and framework_of(values[0]) == "torch":
+            values = _torch_as_numpy(values)
+        if not self._add_plain(names, values):
             self.add_many(zip(names, values))
 
     def _add_plain(self, names: list[str], values: list[Any]) -> bool:

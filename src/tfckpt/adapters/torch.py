@@ -62,6 +62,14 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
 
     CPU tensors share memory with the result where possible; copy it before mutating.
     """
+    if type(t) is torch.Tensor:  # (the usual case first: one call. numpy() refuses GPU, sparse,
+        try:  # grad-requiring, conjugate- or negative-bit tensors and dtypes numpy lacks)
+            a = t.numpy()
+        except (TypeError, RuntimeError):
+            pass
+        else:
+            if a.flags.c_contiguous:
+                return a
     if not isinstance(t, torch.Tensor):
         raise InvalidArgumentError(f"expected a torch.Tensor, got {type(t).__name__}")
     if t.layout != torch.strided:
@@ -87,6 +95,14 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
 def inplace_numpy(t: torch.Tensor) -> np.ndarray[Any, Any] | None:
     """A writeable numpy array over ``t``'s own memory (dense contiguous CPU tensors of a dtype
     TensorFlow has), so restoring can read into it directly; None otherwise."""
+    if type(t) is torch.Tensor and not t.is_inference():  # (the usual case first: see to_numpy)
+        try:
+            a = t.numpy()
+        except (TypeError, RuntimeError):
+            pass
+        else:
+            fl = a.flags
+            return a if fl.writeable and fl.c_contiguous else None
     if (not t.is_cpu or t.layout != torch.strided or not t.is_contiguous() or t.is_conj()
             or t.is_neg() or t.is_inference()):
         return None

@@ -40,6 +40,8 @@ import numbers
 import os
 import time
 from collections.abc import Callable, Mapping
+from itertools import repeat
+from operator import attrgetter, is_, itemgetter
 from typing import Any
 
 import numpy as np
@@ -71,6 +73,8 @@ from tfckpt.errors import (
 )
 from tfckpt.reader import OBJECT_GRAPH_KEY, CheckpointReader
 from tfckpt.variables import SaveSliceInfo, Variable
+
+_TARGET = attrgetter("target")
 
 __all__ = ["SaveSliceInfo", "Saver", "Variable"]
 
@@ -332,7 +336,10 @@ class Saver:
 
     def _values(self, entries: list[Entry], sess: object) -> tuple[dict[str, object], list[object]]:
         flat = _state.flatten(sess) if sess is not None else {}
-        values: list[object] = []
+        values: list[object] = list(map(_TARGET, entries))
+        if str not in set(map(type, values)):  # (values held by the entries: the usual case)
+            return flat, values
+        values = []
         for e in entries:
             if isinstance(e.target, str):
                 name = e.target
@@ -366,8 +373,8 @@ class Saver:
             raise FailedPreconditionError(f"Unexpected write_version: {self._write_version}")
         num_shards, shard_of = self._num_shards(items)
         w = BundleWriter(checkpoint_file, num_shards=num_shards, sync=self._sync)
-        if shard_of is None and all(sl is None for _, _, sl in items):
-            w.add_arrays([it[0] for it in items], [it[1] for it in items])
+        if shard_of is None and all(map(is_, map(itemgetter(2), items), repeat(None))):
+            w.add_arrays(list(map(itemgetter(0), items)), list(map(itemgetter(1), items)))
         else:
             for key, value, sl in items:
                 shard = shard_of(value) if shard_of else None

@@ -216,7 +216,7 @@ class _Item(NamedTuple):
 
 _DT_STRING = 7
 _ARRAY = itemgetter(4)  # _Item.array
-_DTYPE = itemgetter(2)  # _Item.dtype
+_NUMPY_DTYPE = attrgetter("dtype")
 
 
 _EMPTY: np.ndarray[Any, Any] = np.zeros(0, np.uint8)
@@ -570,7 +570,7 @@ class BundleWriter:
         """
         sizes = [it.nbytes for it in items]  # (-1 for strings until they are encoded)
         # Whether every array exports its own bytes (numpy's own dtypes: not bfloat16 and the like).
-        plain = all(dt.numpy_dtype.isbuiltin == 1 for dt in set(map(_DTYPE, items)) if not dt.is_string)
+        plain = all(dt.isbuiltin == 1 for dt in set(map(_NUMPY_DTYPE, map(_ARRAY, items))))
         crcs = array.array("I")  # masked CRC-32C of each (4 bytes each, not a Python int)
         pool: ThreadPoolExecutor | None = None
         try:

@@ -337,7 +337,7 @@ class Saver:
     def _values(self, entries: list[Entry], sess: object) -> tuple[dict[str, object], list[object]]:
         flat = _state.flatten(sess) if sess is not None else {}
         values: list[object] = list(map(_TARGET, entries))
-        if str not in set(map(type, values)):  # (values held by the entries: the usual case)
+        if not any(map(isinstance, values, repeat(str))):  # (values held by the entries: the usual case)
             return flat, values
         values = []
         for e in entries:

@@ -215,7 +215,7 @@ class _Item(NamedTuple):
 
 
 _DT_STRING = 7
-_ARRAY = itemgetter(4)  # _Item.array
+_ARRAY = attrgetter("array")
 _NUMPY_DTYPE = attrgetter("dtype")
 
 
@@ -480,9 +480,9 @@ class BundleWriter:
             return False
         if keys[0] <= self._last_key or not keys_increase(keys):  # (also rejects an empty name: b"" is first)
             return False
-        dtypes = list(map(_PLAIN.get, map(attrgetter("dtype"), values)))
-        if any(map(is_, dtypes, repeat(None))) and _learn_plain({v.dtype for v in values}):
-            dtypes = list(map(_PLAIN.get, map(attrgetter("dtype"), values)))
+        dtypes = list(map(_PLAIN.get, map(_NUMPY_DTYPE, values)))
+        if any(map(is_, dtypes, repeat(None))) and _learn_plain(set(map(_NUMPY_DTYPE, values))):
+            dtypes = list(map(_PLAIN.get, map(_NUMPY_DTYPE, values)))
         if any(map(is_, dtypes, repeat(None))) or not all(map(attrgetter("flags.c_contiguous"), values)):
             return False
         self._items += map(_new, repeat(_Item), zip(keys, names, dtypes, map(attrgetter("_enum"), dtypes), values,

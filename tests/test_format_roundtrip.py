@@ -391,6 +391,11 @@ def test_writer_rejects_bad_names_and_values(tmp_path: Path) -> None:
         tfckpt.write({"": 1}, str(tmp_path / "a"))
     with pytest.raises(errs.InvalidArgumentError, match="must be str"):
         tfckpt.write({1: 1}, str(tmp_path / "a"))  # type: ignore[dict-item]
+    for bad in ({"\ud800": 1}, {"a": 1, "b\ud800": 2}, [("a", 1), ("\ud800", 2)]):  # (lone surrogates)
+        with pytest.raises(errs.InvalidArgumentError, match="not encodable as UTF-8"):
+            tfckpt.write(bad, str(tmp_path / "a"))  # type: ignore[arg-type]
+    with pytest.raises(errs.InvalidArgumentError, match="not encodable as UTF-8"):
+        tfckpt.Saver({"ok": np.zeros(1), "x\ud800": np.zeros(1)}).save(None, str(tmp_path / "s"))
     with pytest.raises(errs.InvalidArgumentError, match="duplicate"):
         tfckpt.write([("a", 1), ("a", 2)], str(tmp_path / "a"))
     with pytest.raises(errs.InvalidArgumentError, match="object array"):

@@ -5,8 +5,8 @@ A big index is mostly entries TensorFlow wrote field by field in one layout: a h
 ``shard_id``, ``offset``, ``size`` and ``crc32c``. :func:`decode_entries` looks each head
 up once and parses the tails of a whole batch with numpy; entries in any other layout
 (and any malformed one) go through :meth:`BundleEntry.decode`, which gives the same
-result or raises the same error. :func:`encode_tails` writes the tails of a batch of
-entries saved one after another, byte for byte as :func:`encode_entry` does.
+result or raises the same error. :func:`encode_values` writes the entries of a batch of
+tensors saved one after another, byte for byte as :func:`encode_entry` does.
 
 Example:
     >>> es = [BundleEntry(1, (i % 3, 2), 0, 8 * i, 24, i) for i in range(100)]
@@ -29,7 +29,7 @@ from tfckpt._format.entry import _HEADS, _KNOWN_DTYPES, BundleEntry, _parse_head
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import InvalidArgumentError
 
-__all__ = ["Columns", "columns_of", "decode_columns", "decode_entries", "encode_tails", "encode_values"]
+__all__ = ["Columns", "columns_of", "decode_columns", "decode_entries", "encode_values"]
 
 _MIN_BATCH = 32  # below this, one at a time is as fast
 _FOUR = np.arange(1, 5)
@@ -163,8 +163,10 @@ def decode_entries(values: list[bytes], names: list[str], path: str) -> list[Bun
 
 def _tail_rows(shard: int, start: int, sizes: Sequence[int], crcs: Sequence[int],
                lead: int = 0) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
-    """The tails of :func:`encode_tails` as rows of a ``(n, lead + 32)`` byte matrix, each from
-    column ``lead`` on (the first ``lead`` columns left for the caller), and their lengths."""
+    """The ``shard_id``, ``offset``, ``size`` and ``crc32c`` fields (an entry's tail) of tensors
+    whose data lie one after another from ``start`` in data shard ``shard``, as rows of a
+    ``(n, lead + 32)`` byte matrix, each from column ``lead`` on (the first ``lead`` columns
+    left for the caller), and their lengths. Zero fields are left out, as protobuf does."""
     n = len(sizes)
     size = np.array(sizes, np.uint64)
     offset = np.cumsum(size, dtype=np.uint64) - size + np.uint64(start)
@@ -195,29 +197,12 @@ def _tail_rows(shard: int, start: int, sizes: Sequence[int], crcs: Sequence[int]
     return m, cur - lead
 
 
-def encode_tails(shard: int, start: int, sizes: Sequence[int], crcs: Sequence[int]) -> list[bytes]:
-    """The encoded ``shard_id``, ``offset``, ``size`` and ``crc32c`` fields of entries whose data
-    lie one after another from ``start`` in data shard ``shard`` (zero fields are left out, as
-    protobuf does); ``entry_head(dtype, shape) + tail`` is the whole entry.
-
-    Example:
-        >>> from tfckpt._format.entry import encode_entry, entry_head
-        >>> tails = encode_tails(0, 0, [8, 300], [7, 0])
-        >>> entry_head(1, (2,)) + tails[0] == encode_entry(1, (2,), 0, 0, 8, 7)
-        True
-        >>> tails[1] == encode_entry(1, (75,), 0, 8, 300, 0)[len(entry_head(1, (75,))):]
-        True
-    """
-    m, cur = _tail_rows(shard, start, sizes, crcs)
-    blob = m.tobytes()
-    return [blob[a : a + k] for a, k in zip(range(0, len(cur) * _WIDTH, _WIDTH), cur.tolist())]
-
-
 def encode_values(heads: list[bytes], head_of: np.ndarray, shard: int, start: int,  # type: ignore[type-arg]
                   sizes: Sequence[int], crcs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
     """Whole entries of tensors written one after another from ``start`` in data shard
     ``shard``, as one byte array (the entries one after another) and each entry's length:
-    entry ``i`` is ``heads[head_of[i]]`` (its ``entry_head``) then its :func:`encode_tails` tail.
+    entry ``i`` is ``heads[head_of[i]]`` (its ``entry_head``) then its tail (``shard_id``,
+    ``offset``, ``size``, ``crc32c``).
     No Python object per entry.
 
     Example:

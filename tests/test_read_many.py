@@ -566,3 +566,26 @@ def test_run_queue_batches_read_as_one_by_one(tmp_path_factory: pytest.TempPathF
             for (s, o, k), buf in zip(where.T.tolist(), bufs):
                 assert buf.tobytes() == blobs[s][o : o + k]
     assert results[0] == results[1] == (names[bad] if corrupt else None)
+
+
+def test_shape_caches_stay_bounded(tmp_path: Path) -> None:
+    # The caches of shapes, entry heads and layouts keep at most CACHE_SIZE kinds each, however
+    # many distinct shapes a checkpoint has (here 300 against a bound of 8); reads stay right.
+    from unittest import mock
+
+    from tfckpt._format import bulk_reads, entry
+
+    state = {f"t{i:03d}": np.full((i + 1,), i, np.float32) for i in range(300)}
+    caches = (entry._SHAPES, entry._ENTRY_HEADS, entry._HEADS, bulk_reads._LAYOUTS)
+    with mock.patch.object(entry, "CACHE_SIZE", 8), mock.patch.object(bulk_reads, "CACHE_SIZE", 8), \
+            mock.patch.dict(caches[0], clear=True), mock.patch.dict(caches[1], clear=True), \
+            mock.patch.dict(caches[2], clear=True), mock.patch.dict(caches[3], clear=True):
+        path = tfckpt.write(state, str(tmp_path / "c"))
+        with tfckpt.CheckpointReader(path) as r:
+            got = r.read_many()
+            out = {k: np.zeros_like(v) for k, v in state.items()}
+            r.read_many(out=out)
+        assert [len(c) for c in caches] == [8, 8, 8, 8]
+    for k, v in state.items():
+        np.testing.assert_array_equal(got[k], v)
+        np.testing.assert_array_equal(out[k], v)

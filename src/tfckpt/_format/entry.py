@@ -40,6 +40,9 @@ def _varint_signed64(v: int) -> bytes:
 
 _parse_entry = checkpoint_pb2.BundleEntryProto.FromString
 _KNOWN_DTYPES: set[int] = set()  # enums already checked by dtype_from_enum
+# The caches of shapes and entry heads below keep this many each: a model has far fewer
+# distinct (dtype, shape) kinds; a hostile index cannot grow them further.
+CACHE_SIZE = 16384
 _SHAPES: dict[tuple[int, ...], bytes] = {}  # shapes repeat across a model's tensors
 
 
@@ -52,7 +55,7 @@ def encode_shape(shape: tuple[int, ...]) -> bytes:
             dim = b"\x08" + encode_varint(d) if d else b""
             out += b"\x12" + encode_varint(len(dim)) + dim
         enc = bytes(out)
-        if len(_SHAPES) < 4096:
+        if len(_SHAPES) < CACHE_SIZE:
             _SHAPES[shape] = enc
     return enc
 
@@ -84,7 +87,7 @@ def entry_head(dtype: int, shape: tuple[int, ...]) -> bytes:
     if head is None:
         shp = encode_shape(shape)
         head = (b"\x08" + encode_varint(dtype) if dtype else b"") + b"\x12" + encode_varint(len(shp)) + shp
-        if len(_ENTRY_HEADS) < 4096:
+        if len(_ENTRY_HEADS) < CACHE_SIZE:
             _ENTRY_HEADS[(dtype, shape)] = head
     return head
 
@@ -258,7 +261,7 @@ _HEADS: dict[bytes, tuple[int, tuple[int, ...]]] = {}
 
 def _remember_head(data: bytes, dtype: int, shape: tuple[int, ...]) -> None:
     """Cache the head of a validated entry if it is exactly the canonical encoding of (dtype, shape)."""
-    if len(_HEADS) >= 4096 or dtype >= 0x80:
+    if len(_HEADS) >= CACHE_SIZE or dtype >= 0x80:
         return
     shp = encode_shape(shape)
     if len(shp) < 0x80:
@@ -335,7 +338,7 @@ def _parse_head(data: bytes, end: int) -> tuple[int, tuple[int, ...]] | None:
         if count > MAX_ELEMENTS:
             return None
     shape = tuple(dims)
-    if len(_HEADS) < 4096 and encode_shape(shape) == data[4:end]:
+    if len(_HEADS) < CACHE_SIZE and encode_shape(shape) == data[4:end]:
         _HEADS[data[:end]] = (dtype, shape)
     return dtype, shape
 

@@ -570,12 +570,14 @@ def test_run_queue_batches_read_as_one_by_one(tmp_path_factory: pytest.TempPathF
 
 def test_shape_caches_stay_bounded(tmp_path: Path) -> None:
     # The caches of shapes, entry heads and layouts keep at most CACHE_SIZE kinds each, however
-    # many distinct shapes a checkpoint has (here 300 against a bound of 8); reads stay right.
+    # many distinct shapes a checkpoint has (here 300 against a bound of 8), and no shape of
+    # more than CACHE_RANK dimensions; reads stay right.
     from unittest import mock
 
     from tfckpt._format import bulk_reads, entry
 
     state = {f"t{i:03d}": np.full((i + 1,), i, np.float32) for i in range(300)}
+    state.update({f"r{i:02d}": np.full((1,) * 8 + (i + 1,), i, np.float32) for i in range(40)})  # (9 dimensions)
     caches = (entry._SHAPES, entry._ENTRY_HEADS, entry._HEADS, bulk_reads._LAYOUTS)
     with mock.patch.object(entry, "CACHE_SIZE", 8), mock.patch.object(bulk_reads, "CACHE_SIZE", 8), \
             mock.patch.dict(caches[0], clear=True), mock.patch.dict(caches[1], clear=True), \
@@ -586,6 +588,12 @@ def test_shape_caches_stay_bounded(tmp_path: Path) -> None:
             out = {k: np.zeros_like(v) for k, v in state.items()}
             r.read_many(out=out)
         assert [len(c) for c in caches] == [8, 8, 8, 8]
+        for c in caches:
+            c.clear()
+        tfckpt.write({k: v for k, v in state.items() if k[0] == "r"}, str(tmp_path / "r"))
+        with tfckpt.CheckpointReader(str(tmp_path / "r")) as r:
+            r.read_many()
+        assert [len(c) for c in caches] == [0, 0, 0, 0]
     for k, v in state.items():
         np.testing.assert_array_equal(got[k], v)
         np.testing.assert_array_equal(out[k], v)

@@ -20,7 +20,7 @@ import numpy as np
 
 from tfckpt._format.coding import crc32c, unmask
 from tfckpt._format.entries_bulk import Columns, columns_of, decode_columns, decode_entries
-from tfckpt._format.entry import CACHE_SIZE, BundleEntry, BundleHeader
+from tfckpt._format.entry import CACHE_RANK, CACHE_SIZE, BundleEntry, BundleHeader
 from tfckpt._format.runs import RunQueue
 from tfckpt._format.table import TableReader
 from tfckpt._gcpause import paused_gc
@@ -116,10 +116,10 @@ def _decoded(keys: list[bytes]) -> list[str]:
 
 def _layout(spec: tuple[int, tuple[int, ...]]) -> tuple[Any, int]:
     """(numpy dtype, byte size) of tensors of dtype and shape ``spec``, remembered (up to
-    ``CACHE_SIZE``)."""
+    ``CACHE_SIZE``, of up to ``CACHE_RANK`` dimensions)."""
     dt = FIXED_DTYPES.get(spec[0])
     lay = _NO_LAYOUT if dt is None else (dt.numpy_dtype, math.prod(spec[1]) * dt.numpy_dtype.itemsize)
-    if len(_LAYOUTS) < CACHE_SIZE:
+    if len(_LAYOUTS) < CACHE_SIZE and len(spec[1]) <= CACHE_RANK:
         _LAYOUTS[spec] = lay
     return lay
 

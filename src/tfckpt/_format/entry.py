@@ -40,9 +40,11 @@ def _varint_signed64(v: int) -> bytes:
 
 _parse_entry = checkpoint_pb2.BundleEntryProto.FromString
 _KNOWN_DTYPES: set[int] = set()  # enums already checked by dtype_from_enum
-# The caches of shapes and entry heads below keep this many each: a model has far fewer
-# distinct (dtype, shape) kinds; a hostile index cannot grow them further.
+# The caches of shapes and entry heads below keep this many kinds each (a model has far
+# fewer), of shapes of up to CACHE_RANK dimensions: however hostile an index, they hold a
+# few MB each.
 CACHE_SIZE = 16384
+CACHE_RANK = 8
 _SHAPES: dict[tuple[int, ...], bytes] = {}  # shapes repeat across a model's tensors
 
 
@@ -55,7 +57,7 @@ def encode_shape(shape: tuple[int, ...]) -> bytes:
             dim = b"\x08" + encode_varint(d) if d else b""
             out += b"\x12" + encode_varint(len(dim)) + dim
         enc = bytes(out)
-        if len(_SHAPES) < CACHE_SIZE:
+        if len(_SHAPES) < CACHE_SIZE and len(shape) <= CACHE_RANK:
             _SHAPES[shape] = enc
     return enc
 
@@ -87,7 +89,7 @@ def entry_head(dtype: int, shape: tuple[int, ...]) -> bytes:
     if head is None:
         shp = encode_shape(shape)
         head = (b"\x08" + encode_varint(dtype) if dtype else b"") + b"\x12" + encode_varint(len(shp)) + shp
-        if len(_ENTRY_HEADS) < CACHE_SIZE:
+        if len(_ENTRY_HEADS) < CACHE_SIZE and len(shape) <= CACHE_RANK:
             _ENTRY_HEADS[(dtype, shape)] = head
     return head
 
@@ -261,7 +263,7 @@ _HEADS: dict[bytes, tuple[int, tuple[int, ...]]] = {}
 
 def _remember_head(data: bytes, dtype: int, shape: tuple[int, ...]) -> None:
     """Cache the head of a validated entry if it is exactly the canonical encoding of (dtype, shape)."""
-    if len(_HEADS) >= CACHE_SIZE or dtype >= 0x80:
+    if len(_HEADS) >= CACHE_SIZE or dtype >= 0x80 or len(shape) > CACHE_RANK:
         return
     shp = encode_shape(shape)
     if len(shp) < 0x80:
@@ -338,7 +340,7 @@ def _parse_head(data: bytes, end: int) -> tuple[int, tuple[int, ...]] | None:
         if count > MAX_ELEMENTS:
             return None
     shape = tuple(dims)
-    if len(_HEADS) < CACHE_SIZE and encode_shape(shape) == data[4:end]:
+    if len(_HEADS) < CACHE_SIZE and len(shape) <= CACHE_RANK and encode_shape(shape) == data[4:end]:
         _HEADS[data[:end]] = (dtype, shape)
     return dtype, shape
 

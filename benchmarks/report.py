@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-__all__ = ["find", "median", "plot", "ratios", "render_markdown", "targets"]
+__all__ = ["find", "median", "noise", "plot", "ratios", "render_markdown", "targets"]
 
 MB = 1e6
 _OPS = ("save", "restore", "restore_into", "read_one")
@@ -129,6 +129,20 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str, bool | No
     return rows
 
 
+def noise(results: dict[str, Any]) -> list[tuple[str, str, float, float, float]]:
+    """``(workload, operation, tfckpt s, tfckpt-sync s, gap)`` for each restore both measured:
+    the two peers restore with the same code (``sync`` only changes saves), so the gap between
+    their medians (relative to the faster) shows how far this run's machine moved the figures."""
+    rows = []
+    for w in results["workloads"]:
+        a, b = find(results, w, "tfckpt"), find(results, w, "tfckpt-sync")
+        for op in ("restore", "restore_into"):
+            x, y = median(a, op), median(b, op)
+            if x and y:
+                rows.append((w, op, x, y, abs(x - y) / min(x, y)))
+    return rows
+
+
 def render_markdown(results: dict[str, Any], command: str, plot_name: str | None) -> str:
     meta = results["meta"]
     rounds = int(meta.get("rounds", "1"))
@@ -162,6 +176,16 @@ def render_markdown(results: dict[str, Any], command: str, plot_name: str | None
         lines.append(f"| {what} | {w} | {got} | {goal} | {'yes' if ok else '**no**'} |")
     if plot_name:
         lines += ["", f"![tfckpt time / peer time]({plot_name})"]
+    gaps = noise(results)
+    if gaps:
+        lines += ["", "## How much this run's machine moved the figures", "",
+                  "`tfckpt` and `tfckpt-sync` restore with the same code (`sync` only changes saves): the gap "
+                  "between their medians is noise, and a target met or missed by less than the largest gap "
+                  "here could have gone the other way in this run (saves, which allocate page cache, can "
+                  "move more).", "",
+                  "| workload | operation | tfckpt s | tfckpt-sync s | gap |", "|---|---|---|---|---|"]
+        lines += [f"| {w} | {op.replace('_', ' ')} | {_fmt_s(x)} | {_fmt_s(y)} | {100 * g:.0f}% |"
+                  for w, op, x, y, g in gaps]
     rat = ratios(results)
     for w, info in results["workloads"].items():
         lines += ["", f"## {w}: {info['description']}", ""]

@@ -147,3 +147,8 @@ def test_targets_and_ratios_from_results() -> None:
     assert rows[("restore peak RSS / checkpoint size", "small")] == ("1.05x", "<= 1.1x", True)
     assert rows[("per-tensor overhead over raw, save", "small")] == ("100.0 us", "< 20 us", False)
     assert report.ratios(results)["small"]["save"]["raw"] == pytest.approx(1.1)
+    assert report.noise(results) == []  # (no tfckpt-sync run)
+    results["runs"].append(run("tfckpt-sync", save=[3.0], restore=[0.4], restore_into=[0.2]))
+    results["runs"][0]["restore_into"] = [0.3]
+    assert report.noise(results) == [("small", "restore", 0.5, 0.4, pytest.approx(0.25)),
+                                     ("small", "restore_into", 0.3, 0.2, pytest.approx(0.5))]

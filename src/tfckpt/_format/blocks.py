@@ -34,7 +34,15 @@ import numpy as np
 from tfckpt._format.coding import FIXED32, decode_varint, varint_digits
 from tfckpt.errors import DataLossError
 
-__all__ = ["block_columns", "encode_entries", "keys_increase", "parse_block", "split_values", "varint_lengths"]
+__all__ = [
+    "block_columns",
+    "encode_entries",
+    "join_values",
+    "keys_increase",
+    "parse_block",
+    "split_values",
+    "varint_lengths",
+]
 
 KEY_EXPANSION = 16  # decoded keys may total at most this many times the block's size (+ 64 KiB)
 _HEADER = np.arange(3)
@@ -152,8 +160,14 @@ def _entry_by_entry(contents: bytes, limit: int, where: str) -> tuple[list[bytes
     return keys, values
 
 
+def join_values(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    """``values`` one after another as one byte array, and their lengths (see :func:`split_values`)."""
+    return np.frombuffer(b"".join(values), np.uint8), np.fromiter(map(len, values), np.int64, len(values))
+
+
 def split_values(values: np.ndarray, lengths: np.ndarray) -> list[bytes]:  # type: ignore[type-arg]
-    """The byte strings lying one after another in ``values``, of ``lengths`` bytes each."""
+    """The byte strings lying one after another in ``values``, of ``lengths`` bytes each (see
+    :func:`join_values`)."""
     data = values.tobytes()
     ends = np.cumsum(lengths).tolist()
     return [data[a:b] for a, b in zip([0, *ends], ends)]

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tfckpt._convert import framework_of, to_array, torch_adapter
-from tfckpt._format.blocks import keys_increase, split_values
+from tfckpt._format.blocks import join_values, keys_increase, split_values
 from tfckpt._format.coding import crc32c, mask, masked_crcs
 from tfckpt._format.entries_bulk import encode_values
 from tfckpt._format.entry import HEADER_KEY, BundleEntry, BundleHeader, encode_entry, entry_head, name_key
@@ -144,7 +144,7 @@ def _entries(shard: int, items: list[_Item], sizes: list[int], crcs: Sequence[in
 
 def _as_entries(keys: list[bytes], values: list[bytes]) -> _Entries:
     """:data:`_Entries` of keys and their encoded entries."""
-    return keys, np.frombuffer(b"".join(values), np.uint8), np.fromiter(map(len, values), np.int64, len(values))
+    return keys, *join_values(values)
 
 
 def _pairs(entries: _Entries) -> list[tuple[bytes, bytes]]:
@@ -690,8 +690,8 @@ class BundleWriter:
     def _build_index(self, results: list[_Entries]) -> bytes:
         w = TableWriter()
         w.add(HEADER_KEY, BundleHeader(num_shards=self.num_shards).encode())
-        if len(results) == 1 and not self._partitioned and keys_increase(results[0][0]):
-            w.add_columns(*results[0])  # (one data file, tensors added in key order: the usual case)
+        if len(results) == 1 and not self._partitioned and self._keys is None:
+            w.add_columns(*results[0])  # (one data file, every key added after the last: the usual case)
             return w.finish()
         entries = [kv for shard_entries in results for kv in _pairs(shard_entries)]
         for name, (dtype, shape, slices) in self._partitioned.items():

@@ -27,6 +27,7 @@ import numpy as np
 from tfckpt._format.blocks import (
     block_columns,
     encode_entries,
+    join_values,
     keys_increase,
     parse_block,
     split_values,
@@ -155,11 +156,9 @@ class TableWriter:
         256 pairs on, a block's entries are laid out and encoded together with numpy
         (:meth:`_add_bulk`); otherwise (or if that declines) one at a time."""
         items = items if isinstance(items, list) else list(items)
-        if len(items) >= _BULK:
-            values = list(map(itemgetter(1), items))
-            vlen = np.fromiter(map(len, values), np.int64, len(values))
-            if self._add_bulk(list(map(itemgetter(0), items)), np.frombuffer(b"".join(values), np.uint8), vlen):
-                return
+        if len(items) >= _BULK and self._add_bulk(list(map(itemgetter(0), items)),
+                                                  *join_values(list(map(itemgetter(1), items)))):
+            return
         self._add_each(items)
 
     def add_columns(self, keys: list[bytes], values: np.ndarray, value_lengths: np.ndarray) -> None:  # type: ignore[type-arg]

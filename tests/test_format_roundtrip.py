@@ -392,8 +392,10 @@ def test_writer_rejects_bad_names_and_values(tmp_path: Path) -> None:
     with pytest.raises(errs.InvalidArgumentError, match="must be str"):
         tfckpt.write({1: 1}, str(tmp_path / "a"))  # type: ignore[dict-item]
     for bad in ({"\ud800": 1}, {"a": 1, "b\ud800": 2}, [("a", 1), ("\ud800", 2)]):  # (lone surrogates)
-        with pytest.raises(errs.InvalidArgumentError, match="not encodable as UTF-8"):
+        with pytest.raises(errs.InvalidArgumentError, match="not encodable as UTF-8") as info:
             tfckpt.write(bad, str(tmp_path / "a"))  # type: ignore[arg-type]
+        assert info.value.path == str(tmp_path / "a")  # (write names the checkpoint)
+        assert str(info.value).endswith(f"(writing checkpoint {tmp_path / 'a'})")
     with pytest.raises(errs.InvalidArgumentError, match="not encodable as UTF-8"):
         tfckpt.Saver({"ok": np.zeros(1), "x\ud800": np.zeros(1)}).save(None, str(tmp_path / "s"))
     with pytest.raises(errs.InvalidArgumentError, match="duplicate"):

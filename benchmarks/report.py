@@ -14,6 +14,12 @@ __all__ = ["find", "median", "noise", "plot", "ratios", "render_markdown", "targ
 
 MB = 1e6
 _OPS = ("save", "restore", "restore_into", "read_one")
+_PRIMED = (
+    "Right before each timed save and restore, the harness writes to and frees as much new memory as "
+    "the operation will take (the workload's bytes and a quarter): this VM hands memory that stays "
+    "free for a couple of seconds back to its host, and a run that lands on such memory pays the "
+    "host's page faults (a 1 GB save took 1-2.5 s instead of 0.3-0.5 s, for any peer, at random). "
+)
 
 
 def median(rec: dict[str, Any] | None, op: str) -> float | None:
@@ -157,7 +163,8 @@ def render_markdown(results: dict[str, Any], command: str, plot_name: str | None
         "",
         "All peers run in one process on the same in-memory arrays, one at a time; page cache warm "
         "(each checkpoint is read right after it is written); `os.sync()` before every timed save. "
-        "Times are medians of the runs shown as *n*, each operation after one untimed warm-up run"
+        + (_PRIMED if meta.get("primed") else "")
+        + "Times are medians of the runs shown as *n*, each operation after one untimed warm-up run"
         + rounds_text
         + "Ratios are **tfckpt time / peer time** with tfckpt at "
         "`sync=False` (no peer fsyncs); below 1.00x tfckpt is faster. `tfckpt-sync` is the default "

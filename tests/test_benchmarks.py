@@ -86,6 +86,45 @@ def test_rounds_pool_their_runs_and_start_from_different_peers(tmp_path: Path,
     assert main(["run", "--quick", "--rounds", "0", "--out", str(tmp_path / "x")]) == 2
 
 
+def test_saves_and_restores_run_on_primed_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(harness, "_prime", lambda n: calls.append(("prime", n)))
+    w = workloads.build("mixed", quick=True)
+    want = harness._prime_bytes(w)
+    assert w.nbytes < want <= w.nbytes * 1.25 + (64 << 20)
+
+    class Logged(Peer):
+        name = "logged"
+
+        def prepare(self, w: workloads.Workload) -> tuple[Any, list[str]]:
+            return w.arrays, []
+
+        def save(self, state: Any, path: str) -> None:
+            calls.append(("save", 0))
+            open(path, "wb").close()
+
+        def restore(self, path: str) -> Any:
+            calls.append(("restore", 0))
+            return dict(w.arrays)
+
+        def read_one(self, path: str, name: str) -> Any:
+            calls.append(("read_one", 0))
+            return w.arrays[name]
+
+    harness._bench_peer(Logged(), w, str(tmp_path), True, False, lambda s: None, 2)
+    # each save and restore (the warm-up too) right after priming; reads of one tensor not
+    ops = [op for op, _ in calls]
+    assert ops[:6] == ["prime", "save"] * 3
+    assert ops[6:13] == ["restore", "prime", "restore", "prime", "restore", "prime", "restore"]
+    assert set(ops[13:]) == {"read_one"}
+    assert {n for op, n in calls if op == "prime"} == {want}
+    harness._prime(1 << 20)  # (the real one: touches a MiB and frees it)
+    res = {"meta": {"rounds": "1", "primed": "yes"}, "quick": False, "workloads": {}, "runs": []}
+    assert "frees as much new memory" in report.render_markdown(res, "cmd", None)
+    del res["meta"]["primed"]  # (a run from before priming is re-rendered as it was)
+    assert "frees as much new memory" not in report.render_markdown(res, "cmd", None)
+
+
 def test_saver_over_torch_tensors_peer(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     res = _run(tmp_path, "--only", "mixed", "--peers", "tfckpt-torch,torch", "--no-rss")

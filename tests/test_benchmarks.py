@@ -119,7 +119,7 @@ def test_saves_and_restores_run_on_primed_memory(tmp_path: Path, monkeypatch: py
     assert set(ops[13:]) == {"read_one"}
     assert {n for op, n in calls if op == "prime"} == {want}
     harness._prime(1 << 20)  # (the real one: touches a MiB and frees it)
-    res = {"meta": {"rounds": "1", "primed": "yes"}, "quick": False, "workloads": {}, "runs": []}
+    res: dict[str, Any] = {"meta": {"rounds": "1", "primed": "yes"}, "quick": False, "workloads": {}, "runs": []}
     assert "frees as much new memory" in report.render_markdown(res, "cmd", None)
     del res["meta"]["primed"]  # (a run from before priming is re-rendered as it was)
     assert "frees as much new memory" not in report.render_markdown(res, "cmd", None)

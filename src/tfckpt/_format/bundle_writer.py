@@ -429,10 +429,7 @@ class BundleWriter:
                 if isinstance(value, tensor):
                     value = tensor_to_numpy(value)  # (what add would do: shares the tensor's memory)
             if fast and type(name) is str and name and name[0] != "\x00" and type(value) is np.ndarray:
-                try:
-                    key = name.encode("utf-8", "surrogateescape")
-                except UnicodeEncodeError:  # (add reports it)
-                    key = b""
+                key = name_key(name)  # (raises what add would for a name UTF-8 cannot encode)
                 if key > last and value.flags.c_contiguous and (dtype := plain.get(value.dtype)) is not None:
                     items.append(_new(_Item, (key, name, dtype, dtype._enum, value, value.nbytes, None)))
                     last = key

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tfckpt._format.bundle_reader import BundleReader
-from tfckpt._format.bundle_writer import BundleWriter, sort_by_name
+from tfckpt._format.bundle_writer import BundleWriter, in_checkpoint, sort_by_name
 from tfckpt._gcpause import paused_gc
 from tfckpt.errors import CheckpointError, InvalidArgumentError
 
@@ -58,14 +58,12 @@ def write(
             except (AttributeError, TypeError):
                 bad = next(k for k in (items if mapping else [it[0] for it in items]) if not isinstance(k, str))
                 raise InvalidArgumentError(f"tensor names must be str, got {type(bad).__name__}: {bad!r}") from None
-            if isinstance(tensors, Mapping):
-                w.add_arrays(items, list(map(tensors.__getitem__, items)))
-            else:
-                w.add_many(items)
-        except CheckpointError as e:  # (a bad name or value: say which checkpoint it was for)
-            if e.path is not None:
-                raise
-            raise type(e)(f"{e.message} (writing checkpoint {w.prefix})", path=w.prefix, key=e.key) from None
+        except CheckpointError as e:  # (names sorted here: say which checkpoint, as the writer's errors do)
+            raise in_checkpoint(e, w.prefix) from None
+        if mapping:
+            w.add_arrays(items, list(map(tensors.__getitem__, items)))  # type: ignore[index]
+        else:
+            w.add_many(items)
         done = w.finish()
         del w, items  # freed while the collector is paused: re-enabling it finds nothing to traverse
     return done

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import array
 import errno
+import functools
 import io
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 from operator import attrgetter, is_, is_not, itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from tfckpt._storage import fsync_dir, os_error, remove_quietly, temp_name
 from tfckpt.dtypes import DType
 from tfckpt.errors import CheckpointError, InvalidArgumentError, UnimplementedError
 
-__all__ = ["BundleWriter", "data_filename", "index_filename", "sort_by_name"]
+__all__ = ["BundleWriter", "data_filename", "in_checkpoint", "index_filename", "sort_by_name"]
 
 _BATCH = 8 << 20  # tensors are gathered into writes of about this many bytes
 _PIPELINE = 1 << 20  # from this size on a batch's CRCs are computed in a thread while it is written
@@ -233,6 +234,32 @@ def _check_name(name: object) -> str:
     return name
 
 
+def in_checkpoint(e: CheckpointError, prefix: str) -> CheckpointError:
+    """``e`` naming checkpoint ``prefix`` (message and ``path``), unless it names a file already."""
+    if e.path is not None:
+        return e
+    return type(e)(f"{e.message} (writing checkpoint {prefix})", path=prefix, key=e.key)
+
+
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _names_checkpoint(method: _F) -> _F:
+    """Make a :class:`BundleWriter` method's errors name the checkpoint (see :func:`in_checkpoint`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: BundleWriter, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except CheckpointError as e:
+            named = in_checkpoint(e, self.prefix)
+            if named is e:
+                raise
+            raise named from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _torch_as_numpy(values: list[Any]) -> list[Any]:
     """``values`` with every torch tensor as the numpy array :meth:`BundleWriter.add` would store
     (sharing its memory); ``values`` as they are if any is something else or cannot be stored
@@ -396,6 +423,7 @@ class BundleWriter:
         if exc_type is not None:
             self.abort()
 
+    @_names_checkpoint
     def add(self, name: str, value: object, *, shard: int | None = None) -> None:
         """Add a whole tensor. ``shard`` pins it to a data file; by default shards are balanced by bytes."""
         name = _check_name(name)
@@ -403,6 +431,7 @@ class BundleWriter:
             raise InvalidArgumentError(f"Adding duplicate key: {name!r} (already added as slices)")
         self._append(name_key(name), name, value, shard)
 
+    @_names_checkpoint
     def add_many(self, pairs: Iterable[tuple[str, object]]) -> None:
         """:meth:`add` each ``(name, value)`` in turn (with the same checks and errors).
 
@@ -440,6 +469,7 @@ class BundleWriter:
             fast = self._keys is None and not self._streaming and not self._partitioned
         self._last_key = last
 
+    @_names_checkpoint
     def add_arrays(self, names: list[str], values: list[object]) -> None:
         """:meth:`add_many` of ``zip(names, values)``, with the checks done by whole lists where
         it can: str names in increasing order and C-contiguous numpy arrays of numpy's own
@@ -487,6 +517,7 @@ class BundleWriter:
         self._last_key = keys[-1]
         return True
 
+    @_names_checkpoint
     def add_slice(
         self,
         name: str,
@@ -526,6 +557,7 @@ class BundleWriter:
         self._append(encode_slice_key(name_key(name), sl), name, arr, shard)
         prev[2].append(sl)
 
+    @_names_checkpoint
     def add_shape_and_slice(self, name: str, shape_and_slice: str, value: object) -> None:
         """Add a tensor the way ``SaveV2`` takes it: ``""`` for whole, else ``"5 2 0,3:0,2"``."""
         parsed = parse_shape_and_slice(shape_and_slice)

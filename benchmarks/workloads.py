@@ -138,7 +138,7 @@ def _huge(quick: bool) -> Workload:
     n = (2 << 30) // 4 if not quick else (8 << 20) // 4
     arrays: Arrays = {"embedding/table": _random(rng, (n // 1024, 1024), np.float32)}
     return Workload("huge", arrays, "embedding/table",
-                    f"one float32 tensor of {n * 4 / 2**30:.2f} GiB ({n * 4 / 1e6:.0f} MB)", repeats=3)
+                    f"one float32 tensor of {n * 4 / 2**30:.2f} GiB ({n * 4 / 1e6:.0f} MB)", repeats=5)
 
 
 def _mixed(quick: bool) -> Workload:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import types
 from pathlib import Path
 
 import ml_dtypes
@@ -213,6 +214,40 @@ def test_read_many_missing_name_reads_nothing(tmp_path: Path) -> None:
     with tfckpt.CheckpointReader(p) as r, pytest.raises(TensorNotFoundError, match="zzz"):
         r.read_many([*state, "zzz"], out=out)
     assert not any(a.any() for a in out.values())  # every name is resolved before any byte is read
+
+
+@pytest.mark.parametrize("missing", ["t000a", "zzz"])
+def test_read_many_into_out_reads_nothing_until_every_key_is_found(tmp_path: Path, missing: str) -> None:
+    # out alone (its keys are the names): the index is walked once, and nothing, not even a
+    # tensor read whole (strings, over 8 MiB), is read before every key is found.
+    state: dict[str, object] = {f"t{i:03d}": np.full(10, i, np.float32) for i in range(200)}
+    state.update({"words": np.array([b"a", b"bc"], dtype=object), "huge": np.ones(3 << 20)})
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    out = {n: np.zeros_like(np.asarray(v)) for n, v in state.items()}
+    out[missing] = np.zeros(10, np.float32)
+    with tfckpt.CheckpointReader(p) as r, pytest.raises(TensorNotFoundError, match=missing):
+        r.read_many(out=out)
+    assert not any(a.any() for a in out.values() if a.dtype != object)
+    assert out["words"].tolist() == [0, 0]  # (as np.zeros_like made it)
+
+
+def test_read_many_into_out_result(tmp_path: Path) -> None:
+    state: dict[str, object] = {f"t{i:03d}": np.full(10, i, np.float32) for i in range(200)}
+    state.update({"words": np.array([b"a", b"bc"], dtype=object), "huge": np.ones(3 << 20)})
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    out: dict[str, object] = {n: np.zeros_like(np.asarray(v)) for n, v in reversed(state.items())}
+    out["t005"] = None  # read into a new array
+    with tfckpt.CheckpointReader(p) as r:
+        got = r.read_many(out=out)  # type: ignore[arg-type]
+        viewed = r.read_many(out=types.MappingProxyType(out))  # type: ignore[arg-type]
+    for result in (got, viewed):
+        assert list(result) == list(out)  # out's order, not the index's
+        for k, v in state.items():
+            _same(result[k], v)
+            if k != "t005":
+                assert result[k] is out[k]
+    assert out["t005"] is None
+    assert got["t005"] is not viewed["t005"]
 
 
 def test_read_many_with_some_entries_cached(tmp_path: Path) -> None:

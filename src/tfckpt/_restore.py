@@ -209,7 +209,7 @@ def _partly_restored(err: DataLossError) -> DataLossError:
 def _read_in_place(reader: CheckpointReader, targets: dict[str, np.ndarray[Any, Any]]) -> None:
     """Read each key's value straight into its array (checked to fit), in one bulk read."""
     try:
-        reader.read_many(list(targets), out=targets)
+        reader.read_many(out=targets)
     except DataLossError as err:
         raise _partly_restored(err) from None
 

@@ -237,7 +237,7 @@ class CheckpointReader:
             raise InvalidArgumentError(f"read_many of checkpoint {self.prefix}: copy=False returns views of the "
                                        "files; it cannot fill `out`", path=self.prefix)
         if isinstance(self._impl, BundleReader):
-            return self._impl.read_many(names if names is not None or out is None else out.keys(), out, copy=copy)
+            return self._impl.read_many(names, out, copy=copy)
         wanted = list(names) if names is not None else list(out) if out is not None else self._all_names()
         result: dict[str, np.ndarray[Any, Any]] = {}
         for n in wanted:

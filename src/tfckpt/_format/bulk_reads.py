@@ -61,20 +61,6 @@ _Planned = tuple[list[str], Columns, list[Any]]
 _Plain = tuple[str, Any, Any, int, int, int, int, BundleEntry | None]
 
 
-def _queue_batch(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[Any, Any]] | None,
-                 result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> bool:
-    """Queue a whole batch in ``runs`` (into ``out[name]``, else new arrays) if every entry is a
-    plain tensor with a destination that fits; False (nothing done) if any is not."""
-    if not cols.size:
-        return True
-    bufs = _destinations(names, cols, out)
-    if bufs is None:
-        return False
-    result.update(zip(names, bufs))
-    _queue(names, cols, bufs, runs)
-    return True
-
-
 def _queue(names: list[str], cols: Columns, bufs: list[Any], runs: RunQueue) -> None:
     """Queue a batch whose destinations fit (see :func:`_destinations`)."""
     where = cols.where if cols.where is not None else np.array([cols.shard, cols.offset, cols.size], np.int64)
@@ -87,10 +73,30 @@ def _destinations(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[
     fit: dtype, shape, writeable, C-contiguous), else new arrays; None too if any entry is not a
     plain tensor of 1 byte to ``_RUN_MAX`` of a dtype of ``enums``."""
     sizes = cols.size
-    if not all(cols.ok) or min(sizes) <= 0 or max(sizes) > _RUN_MAX:
+    n = len(sizes)
+    if cols.ok.count(True) != n:
+        return None
+    specs: list[tuple[int, tuple[int, ...]]] = cols.specs  # type: ignore[assignment]  # (all ok)
+    first = specs[0]
+    if specs.count(first) == n:  # one kind of tensor (the entries of one head share its spec object)
+        if enums is not FIXED_DTYPES and first[0] not in enums:
+            return None
+        npd, size = _LAYOUTS.get(first) or _layout(first)
+        if not 0 < size <= _RUN_MAX or sizes.count(size) != n:
+            return None
+        shape = first[1]
+        if out is None:
+            empty = np.empty
+            return [empty(shape, npd) for _ in range(n)]
+        bufs = list(map(out.get, names))
+        for buf in bufs:
+            if not (isinstance(buf, np.ndarray) and buf.shape == shape and (buf.dtype is npd or buf.dtype == npd)
+                    and (fl := buf.flags).writeable and fl.c_contiguous):
+                return None
+        return bufs
+    if min(sizes) <= 0 or max(sizes) > _RUN_MAX:
         return None
     layouts = _LAYOUTS
-    specs: list[tuple[int, tuple[int, ...]]] = cols.specs  # type: ignore[assignment]  # (all ok)
     lays = [layouts.get(s) or _layout(s) for s in specs]
     if [lay[1] for lay in lays] != sizes:
         return None
@@ -99,8 +105,7 @@ def _destinations(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[
     if out is None:
         empty = np.empty
         return [empty(s[1], lay[0]) for s, lay in zip(specs, lays)]
-    get = out.get
-    bufs = [get(n) for n in names]
+    bufs = list(map(out.get, names))
     for buf, s, lay in zip(bufs, specs, lays):
         if not (isinstance(buf, np.ndarray) and buf.shape == s[1] and (buf.dtype is lay[0] or buf.dtype == lay[0])
                 and (fl := buf.flags).writeable and fl.c_contiguous):
@@ -139,6 +144,8 @@ class BulkReads:
         _entries: dict[str, BundleEntry]
         _raw: dict[str, bytes]
 
+        def names(self) -> list[str]: ...
+
         def entry(self, name: str) -> BundleEntry: ...
 
         def _lookup(self, name: str) -> BundleEntry: ...
@@ -158,8 +165,8 @@ class BulkReads:
 
     def read_many(self, names: Iterable[str] | None = None, out: Mapping[str, np.ndarray[Any, Any]] | None = None,
                   *, copy: bool = True) -> dict[str, np.ndarray[Any, Any]]:
-        """Read many tensors (``None``: every one, in key order), into ``out[name]`` where given,
-        else into new arrays.
+        """Read many tensors (``None``: every key of ``out`` if given, else every tensor in key
+        order), into ``out[name]`` where given, else into new arrays.
 
         Same results and errors as :meth:`read` for each name, but the index is decoded a
         batch of entries at a time, and tensors that lie next to each other in a data file
@@ -172,6 +179,10 @@ class BulkReads:
         mapped data files where :meth:`read` would (fixed-size dtypes).
         """
         with paused_gc():
+            if names is None and out is not None and len(out) >= _BULK:
+                return self._read_many(self._batches_into(out), out, list(out), hold=True)
+            if names is None and out is not None:
+                names = out.keys()
             wanted = None if names is None else list(names) if isinstance(names, KeysView) else list(
                 dict.fromkeys(names))  # (a mapping's keys are distinct already)
             batches = self._every_batch() if wanted is None else self._batches_of(wanted)
@@ -194,7 +205,7 @@ class BulkReads:
         plan: list[_Planned] = []
         try:
             with paused_gc():
-                for batch in self._batches_of(list(out.keys())):
+                for batch in self._batches_into(out) if len(out) >= _BULK else self._batches_of(list(out)):
                     names, cols, raws = self._columns(batch)
                     if cols is None:  # (a batch too small for columns)
                         entries = raws if raws and isinstance(raws[0], BundleEntry) else decode_entries(
@@ -311,6 +322,39 @@ class BulkReads:
         for i in range(0, len(names), _DECODE_BATCH):
             yield names[i : i + _DECODE_BATCH], raw[i : i + _DECODE_BATCH], None
 
+    def _batches_into(self, out: Mapping[str, Any]) -> Iterator[_Batch]:
+        """Batches of the entries of the keys of ``out``, in index order, from one walk of the index
+        that keeps a batch of entries at a time (nothing cached).
+
+        Raises:
+            TensorNotFoundError: at the end of the walk, for the first key of ``out`` the index lacks.
+        """
+        has = out.__contains__
+        found = 0
+        names: list[str] = []
+        values: list[bytes] = []
+        for keys, vals in self._tensor_blocks():
+            got = _decoded(keys)
+            hits = list(map(has, got))
+            if False in hits:
+                got = list(itertools.compress(got, hits))
+                vals = list(itertools.compress(vals, hits))
+            names += got
+            values += vals
+            if len(names) >= _DECODE_BATCH:
+                found += len(names)
+                yield names, values, None
+                names, values = [], []
+        found += len(names)
+        if names:
+            yield names, values, None
+        if found != len(out):
+            have = set(self.names())
+            for n in out:
+                if n not in have:
+                    self._lookup(n)  # raises TensorNotFoundError
+            raise InternalError(f"{self.index_path}: the index walk missed entries that lookups find")
+
     def _every_batch(self) -> Iterator[_Batch]:
         """The entries of every tensor in key order, a table block at a time (nothing cached)."""
         for keys, values in self._tensor_blocks():
@@ -365,25 +409,43 @@ class BulkReads:
             yield name, None, None, 0, 0, 0, 0, e
 
     def _read_many(self, batches: Iterator[_Batch], out: Mapping[str, np.ndarray[Any, Any]] | None,
-                   order: list[str] | None) -> dict[str, np.ndarray[Any, Any]]:
-        """Read the entries of ``batches`` as they come (see :meth:`read_many`); the result
-        follows ``order`` if given. A batch of plain tensors (see :meth:`_plain`) whose
-        destinations all fit is queued whole (:meth:`_queue_batch`); any other batch entry by
-        entry (:meth:`_queue_each`)."""
-        result: dict[str, np.ndarray[Any, Any]] = dict.fromkeys(order, _EMPTY) if order is not None else {}
-        runs = RunQueue(self, verify=self.verify_crc)
+                   order: list[str] | None, *, hold: bool = False) -> dict[str, np.ndarray[Any, Any]]:
+        """Read the entries of ``batches`` as they come (see :meth:`read_many`), or with ``hold``
+        once they have all come (so an error of ``batches`` comes before anything is read); the
+        result follows ``order`` if given. A batch of plain tensors (see :meth:`_plain`) whose
+        destinations all fit is queued whole (see :func:`_destinations`); any other batch entry
+        by entry (:meth:`_queue_each`)."""
+        # Reading every key of a dict ``out`` in its order, the result is ``out`` but for entries
+        # that did not go to their ``out`` array: those alone are kept in ``result``.
+        into_out = (type(out) is dict and order is not None and len(order) == len(out)
+                    and list(out) == order)
+        result: dict[str, np.ndarray[Any, Any]] = (
+            dict.fromkeys(order, _EMPTY) if order is not None and not into_out else {})
+        runs = RunQueue(self, verify=self.verify_crc, hold=hold)
+        later: list[tuple[str, BundleEntry, Any]] | None = [] if hold else None
         try:
             for batch in batches:
                 names, cols, raws = self._columns(batch)
-                if cols is None or not _queue_batch(names, cols, out, result, runs):
-                    self._queue_each(self._plain(names, cols, raws), out, result, runs)
+                bufs = None if cols is None else _destinations(names, cols, out) if cols.size else []
+                if cols is None or bufs is None:
+                    self._queue_each(self._plain(names, cols, raws), out, result, runs, later)
+                    continue
+                if not into_out:
+                    result.update(zip(names, bufs))
+                _queue(names, cols, bufs, runs)
+            for name, e, dest in later or ():
+                result[name] = self._read_whole(name, e, out=dest)
             runs.finish()
         finally:
             runs.close()
+        if into_out:
+            assert out is not None
+            return {**out, **result}
         return result
 
     def _queue_each(self, plain: Iterator[_Plain], out: Mapping[str, np.ndarray[Any, Any]] | None,
-                    result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> None:
+                    result: dict[str, np.ndarray[Any, Any]], runs: RunQueue,
+                    later: list[tuple[str, BundleEntry, Any]] | None = None) -> None:
         """Queue entries one by one: plain ones checked inline, the others through :meth:`_read_into`."""
         get = out.get if out is not None else None
         add = runs.add
@@ -400,15 +462,20 @@ class BulkReads:
                     result[name] = buf
                     add(shard, name, offset, size, crc, buf)
                     continue
-            self._read_into(name, e, out, result, runs)
+            self._read_into(name, e, out, result, runs, later)
 
     def _read_into(self, name: str, e: BundleEntry, out: Mapping[str, np.ndarray[Any, Any]] | None,
-                   result: dict[str, np.ndarray[Any, Any]], runs: RunQueue) -> None:
-        """Read entry ``e`` of ``name`` into ``result[name]``: queued in ``runs`` when it can be."""
+                   result: dict[str, np.ndarray[Any, Any]], runs: RunQueue,
+                   later: list[tuple[str, BundleEntry, Any]] | None = None) -> None:
+        """Read entry ``e`` of ``name`` into ``result[name]``: queued in ``runs`` when it can be,
+        else read at once (or, given ``later``, left there for the caller to read)."""
         dest = out.get(name) if out is not None else None
         dt = FIXED_DTYPES.get(e.dtype)
         if dt is None or e.slices or self.header.big_endian or not 0 < e.size <= _RUN_MAX:
-            result[name] = self._read_whole(name, e, out=dest)
+            if later is not None:
+                later.append((name, e, dest))
+            else:
+                result[name] = self._read_whole(name, e, out=dest)
             return
         buf = self._dest(name, e, dt, dest)
         result[name] = buf

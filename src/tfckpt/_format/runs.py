@@ -168,21 +168,24 @@ class RunQueue:
 
     :meth:`add` tensors in any order. Those that continue the open run of their data file
     join it; a run closes once it holds about 1 MiB or 1024 tensors. Small runs are read
-    at once. Bigger ones are left for :meth:`finish`, which reads them with worker threads
-    in parallel, after the caller's layout loop: while that loop runs, it holds the GIL, and
-    a worker waits for it after every read or checksum (up to the 5 ms switch interval), so
+    at once (with ``hold``, by :meth:`finish`, so that nothing is read before it). Bigger
+    ones are left for :meth:`finish`, which reads them with worker threads in parallel,
+    after the caller's layout loop: while that loop runs, it holds the GIL, and a worker
+    waits for it after every read or checksum (up to the 5 ms switch interval), so
     reading during the loop was slower than reading after it. Tensors that come out of file
     order are kept and read, sorted by place, in :meth:`finish`, which also checks every CRC.
     :meth:`close` (always call it, e.g. in ``finally``) never returns while a worker may
     still write into a destination.
     """
 
-    def __init__(self, owner: _Owner, *, verify: bool) -> None:
+    def __init__(self, owner: _Owner, *, verify: bool, hold: bool = False) -> None:
         self._owner = owner
         self._verify = verify
+        self._hold = hold  # read nothing before finish
         self._open: dict[int, _Run] = {}
         self._late: list[tuple[int, int, str, int, int, np.ndarray[Any, Any]]] = []
         self._big: list[_Run] = []  # closed runs left for the workers
+        self._small: list[_Run] = []  # closed runs held for finish to read (``hold``)
         self._pending: deque[tuple[_Run, Future[list[int]]]] = deque()
         self._defer = True  # keep tensors that come out of file order for later (False once sorted)
 
@@ -243,6 +246,8 @@ class RunQueue:
                 self._owner._data_file(name, e, f"tensor {name!r}")  # names the first tensor past the end
         if run.end - run.start >= _POOL_RUN:
             self._big.append(run)
+        elif self._hold:
+            self._small.append(run)
         else:
             self._check(run, _read_run(run, self._verify))
 
@@ -271,6 +276,9 @@ class RunQueue:
             pool = crc_pool()
             self._pending.extend((run, pool.submit(_read_run, run, self._verify)) for run in self._big)
             self._big = []
+        small, self._small = self._small, []
+        for run in small:
+            self._check(run, _read_run(run, self._verify))
         pending = self._pending
         while pending:
             run, fut = pending[0]
@@ -285,3 +293,4 @@ class RunQueue:
                 fut.exception()
         self._pending.clear()
         self._big = []
+        self._small = []

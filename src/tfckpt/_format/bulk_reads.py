@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Container, Iterable, Iterator, KeysView, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -81,27 +81,19 @@ def _destinations(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[
     if specs.count(first) == n:  # one kind of tensor (the entries of one head share its spec object)
         if enums is not FIXED_DTYPES and first[0] not in enums:
             return None
-        npd, size = _LAYOUTS.get(first) or _layout(first)
-        if not 0 < size <= _RUN_MAX or sizes.count(size) != n:
+        lay = _LAYOUTS.get(first) or _layout(first)
+        if not 0 < lay[1] <= _RUN_MAX or sizes.count(lay[1]) != n:
             return None
-        shape = first[1]
-        if out is None:
-            empty = np.empty
-            return [empty(shape, npd) for _ in range(n)]
-        bufs = list(map(out.get, names))
-        for buf in bufs:
-            if not (isinstance(buf, np.ndarray) and buf.shape == shape and (buf.dtype is npd or buf.dtype == npd)
-                    and (fl := buf.flags).writeable and fl.c_contiguous):
-                return None
-        return bufs
-    if min(sizes) <= 0 or max(sizes) > _RUN_MAX:
-        return None
-    layouts = _LAYOUTS
-    lays = [layouts.get(s) or _layout(s) for s in specs]
-    if [lay[1] for lay in lays] != sizes:
-        return None
-    if enums is not FIXED_DTYPES and not all(s[0] in enums for s in specs):
-        return None
+        lays = [lay] * n
+    else:
+        if min(sizes) <= 0 or max(sizes) > _RUN_MAX:
+            return None
+        layouts = _LAYOUTS
+        lays = [layouts.get(s) or _layout(s) for s in specs]
+        if [lay[1] for lay in lays] != sizes:
+            return None
+        if enums is not FIXED_DTYPES and not all(s[0] in enums for s in specs):
+            return None
     if out is None:
         empty = np.empty
         return [empty(s[1], lay[0]) for s, lay in zip(specs, lays)]
@@ -179,10 +171,8 @@ class BulkReads:
         mapped data files where :meth:`read` would (fixed-size dtypes).
         """
         with paused_gc():
-            if names is None and out is not None and len(out) >= _BULK:
-                return self._read_many(self._batches_into(out), out, list(out), hold=True)
             if names is None and out is not None:
-                names = out.keys()
+                return self._read_many(self._batches_into(out), out, list(out), hold=True)
             wanted = None if names is None else list(names) if isinstance(names, KeysView) else list(
                 dict.fromkeys(names))  # (a mapping's keys are distinct already)
             batches = self._every_batch() if wanted is None else self._batches_of(wanted)
@@ -205,7 +195,7 @@ class BulkReads:
         plan: list[_Planned] = []
         try:
             with paused_gc():
-                for batch in self._batches_into(out) if len(out) >= _BULK else self._batches_of(list(out)):
+                for batch in self._batches_into(out):
                     names, cols, raws = self._columns(batch)
                     if cols is None:  # (a batch too small for columns)
                         entries = raws if raws and isinstance(raws[0], BundleEntry) else decode_entries(
@@ -311,24 +301,31 @@ class BulkReads:
             return
         names, raw = self._raw_of(todo)
         if len(names) < len(todo):
-            have = set(names)
-            for n in todo:
-                if n not in have:
-                    self._lookup(n)  # raises TensorNotFoundError
-            raise InternalError(f"{self.index_path}: the index walk missed entries that lookups find")
+            self._missing(todo, set(names))
         if cache:
             cached = [n for n in wanted if n in cache]
             yield cached, None, [cache[n] for n in cached]
         for i in range(0, len(names), _DECODE_BATCH):
             yield names[i : i + _DECODE_BATCH], raw[i : i + _DECODE_BATCH], None
 
+    def _missing(self, wanted: Iterable[str], have: Container[str]) -> NoReturn:
+        """Report the first name of ``wanted`` that is not in ``have`` (those the index walk found)."""
+        for n in wanted:
+            if n not in have:
+                self._lookup(n)  # raises TensorNotFoundError
+        raise InternalError(f"{self.index_path}: the index walk missed entries that lookups find")
+
     def _batches_into(self, out: Mapping[str, Any]) -> Iterator[_Batch]:
-        """Batches of the entries of the keys of ``out``, in index order, from one walk of the index
-        that keeps a batch of entries at a time (nothing cached).
+        """Batches of the entries of the keys of ``out``, in index order: for many keys, from one
+        walk of the index that keeps a batch of entries at a time (nothing cached), else as
+        :meth:`_batches_of` gives them.
 
         Raises:
             TensorNotFoundError: at the end of the walk, for the first key of ``out`` the index lacks.
         """
+        if len(out) < _BULK:
+            yield from self._batches_of(list(out))
+            return
         has = out.__contains__
         found = 0
         names: list[str] = []
@@ -349,11 +346,7 @@ class BulkReads:
         if names:
             yield names, values, None
         if found != len(out):
-            have = set(self.names())
-            for n in out:
-                if n not in have:
-                    self._lookup(n)  # raises TensorNotFoundError
-            raise InternalError(f"{self.index_path}: the index walk missed entries that lookups find")
+            self._missing(out, set(self.names()))
 
     def _every_batch(self) -> Iterator[_Batch]:
         """The entries of every tensor in key order, a table block at a time (nothing cached)."""
@@ -417,8 +410,7 @@ class BulkReads:
         by entry (:meth:`_queue_each`)."""
         # Reading every key of a dict ``out`` in its order, the result is ``out`` but for entries
         # that did not go to their ``out`` array: those alone are kept in ``result``.
-        into_out = (type(out) is dict and order is not None and len(order) == len(out)
-                    and list(out) == order)
+        into_out = type(out) is dict and order is not None and list(out) == order
         result: dict[str, np.ndarray[Any, Any]] = (
             dict.fromkeys(order, _EMPTY) if order is not None and not into_out else {})
         runs = RunQueue(self, verify=self.verify_crc, hold=hold)

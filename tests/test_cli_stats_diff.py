@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import ml_dtypes
 import numpy as np
@@ -76,6 +77,16 @@ def test_tensor_stats_chunked_matches_numpy(monkeypatch):
     assert (c.min, c.nan, c.note) == (5.0, 1, "complex: stats of |z|")
     e = tensor_stats("e", np.zeros((0, 3), np.float32), "float32")
     assert (e.count, e.min, e.std) == (0, None, None)
+
+
+@pytest.mark.parametrize("values", [[0.0, -0.0], [-0.0, 0.0], [0.0] * 20 + [-0.0], [-0.0] + [0.0] * 20])
+def test_tensor_stats_zero_is_positive_whatever_the_order(values):
+    # Which zero numpy's min/max return of -0.0 and 0.0 depends on the order and the CPU's SIMD
+    # path; the stats (and so the CLI's golden output) must not.
+    s = tensor_stats("z", np.array(values, np.float32), "float32")
+    assert (s.min, s.max) == (0.0, 0.0)
+    assert math.copysign(1.0, s.min) == 1.0
+    assert math.copysign(1.0, s.max) == 1.0
 
 
 # -- diff --------------------------------------------------------------------------

@@ -100,8 +100,8 @@ def _accumulate(st: TensorStats, chunk: np.ndarray[Any, Any], exact_int: bool, n
         st.inf += int(inf.sum())
         if st.nan or st.inf:
             x = x[~(nan | inf)]
-        if x.size:
-            lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        if x.size:  # (+ 0.0: which zero numpy's min/max return of -0.0 and 0.0 depends on the CPU)
+            lo, hi = min(lo, float(x.min()) + 0.0), max(hi, float(x.max()) + 0.0)
     k = int(x.size)
     if not k:
         return n_total, mean, m2, lo, hi

@@ -40,7 +40,7 @@ from tfckpt._format.slices import TensorSlice, encode_slice_key, parse_shape_and
 from tfckpt._format.strings import encode_strings
 from tfckpt._format.table import TableWriter
 from tfckpt._gcpause import paused_gc
-from tfckpt._storage import fsync_dir, os_error, remove_quietly, temp_name
+from tfckpt._storage import fsync_dir, os_error, preallocate, remove_quietly, temp_name
 from tfckpt.dtypes import DType
 from tfckpt.errors import CheckpointError, InvalidArgumentError, UnimplementedError
 
@@ -608,6 +608,7 @@ class BundleWriter:
             raise os_error(e, tmp, "cannot create") from None
         try:
             with f:
+                preallocate(f.fileno(), sum(sizes) + sizes.count(-1))  # (the bytes known before strings are encoded)
                 for a, b in _batches(sizes):
                     if sizes[a] < 0:  # a string tensor
                         view, crc = encode_strings(items[a].array.reshape(-1).tolist())

@@ -1,4 +1,4 @@
-"""Data files are preallocated (Linux ``fallocate``, size kept) before they are written."""
+"""How data files are written: preallocated (Linux ``fallocate``, size kept), big tensors in pieces."""
 
 from __future__ import annotations
 
@@ -109,3 +109,55 @@ def test_preallocated_files_are_the_same_bytes(tmp_path: Path, monkeypatch: pyte
     b = tfckpt.write(state, str(tmp_path / "b"), sync=False)
     for suffix in (".index", ".data-00000-of-00001"):
         assert Path(a + suffix).read_bytes() == Path(b + suffix).read_bytes()
+
+
+# -- big tensors written in pieces, each once its CRC is done (bundle_writer._write_in_pieces) --
+
+
+@pytest.mark.parametrize("n", [1, 4096, 4097, 3 * 4096 - 1, 10 * 4096 + 17])
+def test_big_tensors_in_pieces_are_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    from tfckpt._format import bundle_writer as bw
+
+    state = {"big": np.random.default_rng(n).integers(0, 255, size=n, dtype=np.uint8),
+             "small": np.arange(3, dtype=np.int32), "z": np.zeros(300_000, np.float32)}
+    whole = tfckpt.write(state, str(tmp_path / "whole"), sync=False)
+    pieces: list[int] = []
+    real = bw._write_in_pieces
+
+    def spy(f: object, mv: memoryview, pool: object) -> int:
+        pieces.append(mv.nbytes)
+        return real(f, mv, pool)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bw, "_PIECEWISE", 1)  # (alone in its batch: only tensors of _BATCH bytes or more)
+    monkeypatch.setattr(bw, "_BATCH", 1)
+    monkeypatch.setattr(bw, "_PIPELINE", 1)
+    monkeypatch.setattr(bw, "_PIECE", 4096)
+    monkeypatch.setattr(bw, "_write_in_pieces", spy)
+    cut = tfckpt.write(state, str(tmp_path / "cut"), sync=False)
+    assert sorted(pieces) == sorted([n, 12, 1_200_000])
+    for suffix in (".index", ".data-00000-of-00001"):
+        assert Path(whole + suffix).read_bytes() == Path(cut + suffix).read_bytes()
+    got = tfckpt.read(cut)  # (every CRC checked)
+    assert np.array_equal(got["big"], state["big"])
+
+
+def test_a_write_error_in_pieces_waits_for_the_worker_and_leaves_nothing(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tfckpt._format import bundle_writer as bw
+
+    monkeypatch.setattr(bw, "_PIECEWISE", 1 << 20)
+    monkeypatch.setattr(bw, "_PIECE", 64 << 10)
+    calls = []
+    real = bw._write_views
+
+    def failing(f: object, views: list[object], sizes: list[int]) -> None:
+        calls.append(sizes)
+        if len(calls) == 5:
+            raise OSError(errno.EIO, "I/O error")
+        real(f, views, sizes)
+
+    monkeypatch.setattr(bw, "_write_views", failing)
+    with pytest.raises(tfckpt.errors.InternalError, match="I/O error"):
+        tfckpt.write({"big": np.ones(1 << 19, np.float32)}, str(tmp_path / "ck"), sync=False)
+    assert calls[:4] == [[64 << 10]] * 4
+    assert os.listdir(tmp_path) == []

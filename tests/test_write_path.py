@@ -114,8 +114,10 @@ def test_preallocated_files_are_the_same_bytes(tmp_path: Path, monkeypatch: pyte
 # -- big tensors written in pieces, each once its CRC is done (bundle_writer._write_in_pieces) --
 
 
+@pytest.mark.parametrize("alone", [True, False])
 @pytest.mark.parametrize("n", [1, 4096, 4097, 3 * 4096 - 1, 10 * 4096 + 17])
-def test_big_tensors_in_pieces_are_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+def test_big_tensors_in_pieces_are_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int,
+                                                  alone: bool) -> None:
     from tfckpt._format import bundle_writer as bw
 
     state = {"big": np.random.default_rng(n).integers(0, 255, size=n, dtype=np.uint8),
@@ -128,13 +130,14 @@ def test_big_tensors_in_pieces_are_the_same_bytes(tmp_path: Path, monkeypatch: p
         pieces.append(mv.nbytes)
         return real(f, mv, pool)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(bw, "_PIECEWISE", 1)  # (alone in its batch: only tensors of _BATCH bytes or more)
-    monkeypatch.setattr(bw, "_BATCH", 1)
+    monkeypatch.setattr(bw, "_PIECEWISE", 1)
+    if alone:  # every tensor a batch of its own; else the three share one and none is written in pieces
+        monkeypatch.setattr(bw, "_BATCH", 1)
     monkeypatch.setattr(bw, "_PIPELINE", 1)
     monkeypatch.setattr(bw, "_PIECE", 4096)
     monkeypatch.setattr(bw, "_write_in_pieces", spy)
     cut = tfckpt.write(state, str(tmp_path / "cut"), sync=False)
-    assert sorted(pieces) == sorted([n, 12, 1_200_000])
+    assert sorted(pieces) == (sorted([n, 12, 1_200_000]) if alone else [])
     for suffix in (".index", ".data-00000-of-00001"):
         assert Path(whole + suffix).read_bytes() == Path(cut + suffix).read_bytes()
     got = tfckpt.read(cut)  # (every CRC checked)

@@ -650,7 +650,7 @@ class BundleWriter:
                     if sum(sizes[a:b]) >= _PIPELINE:
                         if pool is None:
                             pool = ThreadPoolExecutor(1, thread_name_prefix="tfckpt-crc")
-                        if sizes[a] >= _PIECEWISE:  # (alone in its batch)
+                        if b - a == 1 and sizes[a] >= _PIECEWISE:
                             crcs.append(mask(_write_in_pieces(f, _byte_view(views[0]), pool)))
                             continue
                         fut = pool.submit(masked_crcs, views)

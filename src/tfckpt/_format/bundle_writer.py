@@ -207,19 +207,13 @@ def _write_in_pieces(f: Any, mv: memoryview, pool: ThreadPoolExecutor) -> int:
     """
     n = mv.nbytes
     crc = crc32c(mv[:_PIECE])
-    fut: Future[int] | None = None
-    try:
-        for pos in range(0, n, _PIECE):
-            if fut is not None:
-                crc = fut.result()
-                fut = None
-            nxt = pos + _PIECE
-            if nxt < n:
-                fut = pool.submit(crc32c, mv[nxt : nxt + _PIECE], crc)
-            _write_views(f, [mv[pos:nxt]], [min(nxt, n) - pos])
-    finally:
-        if fut is not None:  # (after an error: the worker reads mv no more once this returns)
-            fut.exception()
+    fut: Future[int] | None = None  # (after an error, the caller's pool.shutdown waits for it)
+    for pos in range(0, n, _PIECE):
+        if fut is not None:
+            crc = fut.result()
+        nxt = pos + _PIECE
+        fut = pool.submit(crc32c, mv[nxt : nxt + _PIECE], crc) if nxt < n else None
+        _write_views(f, [mv[pos:nxt]], [min(nxt, n) - pos])
     return crc
 
 

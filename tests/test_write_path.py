@@ -48,8 +48,9 @@ def test_preallocate_reserves_blocks_and_keeps_the_size(tmp_path: Path) -> None:
         done = _storage.preallocate(f.fileno(), 8 << 20)
         st = os.fstat(f.fileno())
     assert st.st_size == 0
-    if done:  # (a file system that cannot preallocate returns False and reserves nothing)
-        assert st.st_blocks * 512 >= 8 << 20
+    if not done:  # (said, not passed silently: a broken ctypes binding would also return False)
+        pytest.skip(f"the file system of {tmp_path} cannot preallocate")
+    assert st.st_blocks * 512 >= 8 << 20
 
 
 def test_preallocate_skips_small_files_and_platforms_without_it(tmp_path: Path,

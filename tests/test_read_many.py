@@ -328,6 +328,42 @@ def test_read_many_waits_for_workers_before_raising(tmp_path: Path, monkeypatch:
     assert pool.submit(lambda: 1).result() == 1  # the pool is idle and usable
 
 
+@pytest.mark.parametrize("failing", [0, 5, 15])
+def test_read_many_stops_every_reader_of_runs_after_a_failed_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  failing: int) -> None:
+    # 16 runs of 1 MiB, shared out between the workers and the calling thread: one read fails.
+    rng = np.random.default_rng(5)
+    state = {f"t{i:04d}": rng.random(4096) for i in range(512)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    out = {k: np.empty_like(v) for k, v in state.items()}
+    read_run = runs._read_run
+    busy: list[int] = []  # runs being read right now
+    done: list[int] = []
+
+    def flaky(run: runs._Run, verify: bool) -> list[int]:
+        k = int(run.names[0][1:]) // 32  # (32 tensors of 32 KiB per run)
+        busy.append(k)
+        try:
+            if k == failing:
+                raise DataLossError(f"cannot read run {k}")
+            return read_run(run, verify)
+        finally:
+            busy.remove(k)
+            done.append(k)
+
+    monkeypatch.setattr(runs, "_read_run", flaky)
+    with tfckpt.CheckpointReader(p) as r, pytest.raises(DataLossError, match=f"cannot read run {failing}"):
+        r.read_many(out=out)
+    assert busy == []  # no thread still writes into a destination
+    assert failing in done
+    assert len(set(done)) == len(done) <= 16  # each run taken by one thread at most
+    monkeypatch.setattr(runs, "_read_run", read_run)
+    with tfckpt.CheckpointReader(p) as r:  # the pool is usable again, and the reads are right
+        got = r.read_many(out=out)
+    for k, v in state.items():
+        assert np.array_equal(got[k], v)
+
+
 # -- the fast entry decoder agrees with protobuf ------------------------------------------------
 
 

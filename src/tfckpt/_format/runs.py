@@ -176,8 +176,8 @@ class RunQueue:
     join it; a run closes once it holds about 1 MiB or 1024 tensors. Small runs are read
     at once (with ``hold``, by :meth:`finish`, so that nothing is read before it). Bigger
     ones are left for :meth:`finish`, which reads them with worker threads in parallel,
-    the calling thread taking runs too (about 10% faster than waiting for the workers:
-    while one thread holds the GIL between reads, the others' reads go on),
+    the calling thread taking runs too: one thread per core in all, as for the parts of a
+    big tensor (more threads than cores were slower, and so was a caller that only waits),
     after the caller's layout loop: while that loop runs, it holds the GIL, and a worker
     waits for it after every read or checksum (up to the 5 ms switch interval), so
     reading during the loop was slower than reading after it. Tensors that come out of file
@@ -287,7 +287,7 @@ class RunQueue:
             todo = self._todo = iter(range(len(big)))
             pool = crc_pool()
             self._pending = [pool.submit(_drain, big, todo, results, self._verify)
-                             for _ in range(min(_WORKERS, len(big)))]
+                             for _ in range(min(_WORKERS - 1, len(big)))]  # (and this thread: one per core)
         small, self._small = self._small, []
         for run in small:
             self._check(run, _read_run(run, self._verify))

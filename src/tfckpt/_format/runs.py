@@ -292,7 +292,7 @@ class RunQueue:
         for run in small:
             self._check(run, _read_run(run, self._verify))
         if big:
-            _drain(big, self._todo, results, self._verify)  # (this thread takes runs too, then waits)
+            _drain(big, todo, results, self._verify)  # (this thread takes runs too, then waits)
             for fut in self._pending:
                 fut.result()
             self._pending = []

@@ -160,17 +160,26 @@ def test_read_many_into_a_misfit_among_many(tmp_path: Path, kind: str, every: bo
     assert str(many.value) == str(alone.value)
 
 
+def _rewrite_index(prefix: str, edit: object) -> None:
+    """Rewrite the index of bundle ``prefix``: ``edit`` (a callable) changes its key -> entry dict."""
+    with open(f"{prefix}.index", "rb") as f:
+        items = dict(TableReader(f.read()).items())
+    edit(items)  # type: ignore[operator]
+    w = TableWriter()
+    w.add_many(sorted(items.items()))
+    with open(f"{prefix}.index", "wb") as f:
+        f.write(w.finish())
+
+
 def test_read_many_of_an_entry_whose_size_misfits_its_shape(tmp_path: Path) -> None:
     state = {f"t{i:03d}": np.full(100, i, np.float32) for i in range(100)}
     p = tfckpt.write(state, str(tmp_path / "c"))
-    with open(f"{p}.index", "rb") as f:
-        items = dict(TableReader(f.read()).items())
-    e = BundleEntry.decode(items[b"t050"])
-    items[b"t050"] = e._replace(size=e.size - 4).encode()
-    w = TableWriter()
-    w.add_many(sorted(items.items()))
-    with open(f"{p}.index", "wb") as f:
-        f.write(w.finish())
+
+    def shrink(items: dict[bytes, bytes]) -> None:
+        e = BundleEntry.decode(items[b"t050"])
+        items[b"t050"] = e._replace(size=e.size - 4).encode()
+
+    _rewrite_index(p, shrink)
     with tfckpt.CheckpointReader(p) as r:
         with pytest.raises(DataLossError) as alone:
             r.read_many(["t050"])
@@ -341,7 +350,7 @@ def test_read_many_stops_every_reader_of_runs_after_a_failed_read(tmp_path: Path
     done: list[int] = []
 
     def flaky(run: runs._Run, verify: bool) -> list[int]:
-        k = int(run.names[0][1:]) // 32  # (32 tensors of 32 KiB per run)
+        k = run.start >> 20  # (runs of 1 MiB: 32 tensors of 32 KiB)
         busy.append(k)
         try:
             if k == failing:
@@ -562,11 +571,82 @@ def test_views_check_crcs_and_bounds(tmp_path: Path) -> None:
     assert info.value.key == "t060"
 
 
+@pytest.mark.parametrize("how", ["into", "every", "names", "late"])
+def test_read_many_names_a_bad_tensor_among_many(tmp_path: Path, how: str) -> None:
+    # Runs of small tensors keep no names: a bad CRC, or data past the end of the file, is
+    # reported under the name found again from the tensor's place, as a read of it alone does.
+    n = 5000
+    state = {f"t{i:04d}": np.full(16, i, np.float32) for i in range(n)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+    if how == "late":  # the data of t0000..t0999 after the others': out of index order
+        def move(items: dict[bytes, bytes]) -> None:
+            for k, v in items.items():
+                if k.startswith(b"t"):
+                    i = int(k[1:])
+                    e = BundleEntry.decode(v)
+                    items[k] = e._replace(offset=64 * ((i - 1000) % n)).encode()
+        _rewrite_index(p, move)
+        data = f"{p}.data-00000-of-00001"
+        blob = Path(data).read_bytes()
+        Path(data).write_bytes(blob[64000:] + blob[:64000])
+    bad = "t0700" if how == "late" else "t3210"
+    with tfckpt.CheckpointReader(p) as r:
+        e = r._impl.entry(bad)
+    data = f"{p}.data-00000-of-00001"
+    with open(data, "r+b") as f:
+        f.seek(e.offset + 5)
+        f.write(b"\x99")
+
+    def read_all(r: tfckpt.CheckpointReader) -> object:
+        if how == "every":
+            return r.read_many()
+        if how == "names":
+            return r.read_many(sorted(state, reverse=True))
+        return r.read_many(out={k: np.empty_like(v) for k, v in state.items()})
+
+    for problem in ("crc", "short"):
+        if problem == "short":
+            os.truncate(data, e.offset + 10)
+        with tfckpt.CheckpointReader(p) as r:
+            with pytest.raises(DataLossError) as alone:
+                r.read_many([bad])
+            with pytest.raises(DataLossError) as many:
+                read_all(r)
+        assert many.value.key == bad
+        assert str(many.value) == str(alone.value)
+        assert ("Checksum does not match" if problem == "crc" else "claims bytes") in str(many.value)
+
+
+def test_read_many_names_a_bad_tensor_asked_for_when_two_share_its_bytes(tmp_path: Path) -> None:
+    # Two index entries point at the same bytes (a hand-made file): the bad CRC is reported
+    # under the name that was asked for.
+    state = {f"t{i:03d}": np.full(16, i, np.float32) for i in range(200)}
+    p = tfckpt.write(state, str(tmp_path / "c"))
+
+    def alias(items: dict[bytes, bytes]) -> None:
+        items[b"t150"] = items[b"t050"]
+
+    _rewrite_index(p, alias)
+    with open(f"{p}.data-00000-of-00001", "r+b") as f:
+        f.seek(50 * 64)
+        f.write(b"\x99")
+    out = {k: np.empty_like(v) for k, v in state.items() if k != "t050"}
+    with tfckpt.CheckpointReader(p) as r, pytest.raises(DataLossError, match="tensor 't150'") as info:
+        r.read_many(out=out)
+    assert info.value.key == "t150"
+    with tfckpt.CheckpointReader(p) as r, pytest.raises(DataLossError, match="tensor 't050'"):
+        r.read_many()  # (both are asked for: the first in index order)
+
+
 class _Files:
     """What a RunQueue needs from its bundle: data files, and errors that name the tensor."""
 
-    def __init__(self, paths: dict[int, str]) -> None:
+    def __init__(self, paths: dict[int, str], names: dict[tuple[int, int], str]) -> None:
         self.files = {s: LocalFile(p) for s, p in paths.items()}
+        self.names = names  # (shard, offset) -> name
+
+    def _name_at(self, e: BundleEntry, among: object) -> str:
+        return self.names[e.shard_id, e.offset]
 
     def _file(self, shard: int, key: str) -> LocalFile:
         return self.files[shard]
@@ -614,7 +694,7 @@ def test_run_queue_batches_read_as_one_by_one(tmp_path_factory: pytest.TempPathF
     bad = int(rng.integers(0, n))
     if corrupt:
         crcs[bad] ^= 1
-    owner = _Files(paths)
+    owner = _Files(paths, {(s, o): name for (s, o, _), name in zip(where.T.tolist(), names)})
     results = []
     for batched in (False, True):
         bufs = [np.empty(k, np.uint8) for k in where[2].tolist()]
@@ -623,7 +703,7 @@ def test_run_queue_batches_read_as_one_by_one(tmp_path_factory: pytest.TempPathF
             if batched:
                 cuts = sorted({0, n, *rng.integers(0, n, 3).tolist()})
                 for a, b in itertools.pairwise(cuts):
-                    q.add_batch(where[:, a:b], names[a:b], crcs[a:b], bufs[a:b])
+                    q.add_batch(np.vstack([where[:, a:b], crcs[a:b]]), names[a:b], bufs[a:b])
             else:
                 for (s, o, k), name, crc, buf in zip(where.T.tolist(), names, crcs, bufs):
                     q.add(s, name, o, k, crc, buf)

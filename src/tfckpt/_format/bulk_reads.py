@@ -26,7 +26,7 @@ from tfckpt._format.table import TableReader
 from tfckpt._gcpause import paused_gc
 from tfckpt._storage import LocalFile
 from tfckpt.dtypes import DType, dtype_from_enum
-from tfckpt.errors import InternalError, InvalidArgumentError, TensorNotFoundError
+from tfckpt.errors import CheckpointError, InternalError, InvalidArgumentError, TensorNotFoundError
 
 __all__ = ["FIXED_DTYPES", "BulkReads"]
 
@@ -63,8 +63,10 @@ _Plain = tuple[str, Any, Any, int, int, int, int, BundleEntry | None]
 
 def _queue(names: list[str], cols: Columns, bufs: list[Any], runs: RunQueue) -> None:
     """Queue a batch whose destinations fit (see :func:`_destinations`)."""
-    where = cols.where if cols.where is not None else np.array([cols.shard, cols.offset, cols.size], np.int64)
-    runs.add_batch(where, names, cols.crc32c, bufs)
+    where = cols.where
+    if where is None:
+        where = np.array([cols.shard, cols.offset, cols.size, cols.crc32c], np.int64)
+    runs.add_batch(where, names, bufs)
 
 
 def _destinations(names: list[str], cols: Columns, out: Mapping[str, np.ndarray[Any, Any]] | None,
@@ -308,6 +310,34 @@ class BulkReads:
         for i in range(0, len(names), _DECODE_BATCH):
             yield names[i : i + _DECODE_BATCH], raw[i : i + _DECODE_BATCH], None
 
+    def _name_at(self, e: BundleEntry, among: Container[str] | None) -> str:
+        """The name of the first tensor in index order (of ``among``, if given) whose data are
+        ``e``'s (the same shard, offset, size and stored CRC): a :class:`RunQueue` keeps no
+        names, so an error message finds its tensor's again."""
+        if isinstance(among, list):
+            among = set(among)
+        want = np.array([e.shard_id, e.offset, e.size, e.crc32c], np.int64)[:, None]
+        for keys, vals in self._tensor_blocks():
+            cols = decode_columns(vals)
+            if cols is None or cols.where is None:
+                maybe: Iterable[int] = range(len(vals))
+            else:
+                hit = (cols.where == want).all(0)
+                ok = np.array(cols.ok, bool)
+                maybe = np.flatnonzero(hit & ok | ~ok).tolist()  # (the fields of entries not ok mean nothing)
+            for i in maybe:
+                if cols is None or not cols.ok[i]:
+                    try:
+                        d = BundleEntry.decode(vals[i], key="", path=self.index_path)
+                    except CheckpointError:
+                        continue
+                    if (d.shard_id, d.offset, d.size, d.crc32c) != (e.shard_id, e.offset, e.size, e.crc32c):
+                        continue
+                name = keys[i].decode("utf-8", "surrogateescape")
+                if among is None or name in among:
+                    return name
+        return f"<the tensor at offset {e.offset}>"  # (the index changed under the reader)
+
     def _missing(self, wanted: Iterable[str], have: Container[str]) -> NoReturn:
         """Report the first name of ``wanted`` that is not in ``have`` (those the index walk found)."""
         for n in wanted:
@@ -413,7 +443,7 @@ class BulkReads:
         into_out = type(out) is dict and order is not None and list(out) == order
         result: dict[str, np.ndarray[Any, Any]] = (
             dict.fromkeys(order, _EMPTY) if order is not None and not into_out else {})
-        runs = RunQueue(self, verify=self.verify_crc, hold=hold)
+        runs = RunQueue(self, verify=self.verify_crc, hold=hold, among=order if order is not None else out)
         later: list[tuple[str, BundleEntry, Any]] | None = [] if hold else None
         try:
             for batch in batches:

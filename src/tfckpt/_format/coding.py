@@ -63,9 +63,19 @@ def masked_crcs(buffers: Sequence[Any]) -> list[int]:
     many buffers, with the masks computed by numpy)."""
     if len(buffers) < 64:
         return [((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF for c in map(_crc, buffers)]
-    c = np.fromiter(map(_crc, buffers), np.uint64, len(buffers))
-    masked: list[int] = ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + MASK_DELTA & 0xFFFFFFFF).tolist()
+    masked: list[int] = masked_crc_array(buffers).tolist()
     return masked
+
+
+def masked_crc_array(buffers: Sequence[Any]) -> np.ndarray[Any, np.dtype[np.uint32]]:
+    """:func:`masked_crcs` as a numpy ``uint32`` array.
+
+    Example:
+        >>> masked_crc_array([b"a", b"bc"]).tolist() == [mask(crc32c(b"a")), mask(crc32c(b"bc"))]
+        True
+    """
+    c = np.fromiter(map(_crc, buffers), np.uint64, len(buffers))
+    return ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + MASK_DELTA & 0xFFFFFFFF).astype(np.uint32)
 
 
 def unmask(masked: int) -> int:

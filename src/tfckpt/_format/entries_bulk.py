@@ -89,7 +89,7 @@ class Columns(NamedTuple):
     size: list[int]
     crc32c: list[int]
     ok: list[bool]
-    where: np.ndarray | None = None  # type: ignore[type-arg]  # int64 rows shard, offset, size (None: not built)
+    where: np.ndarray | None = None  # type: ignore[type-arg]  # int64 rows shard, offset, size, crc32c (None: not built)
 
 
 def decode_columns(values: list[bytes]) -> Columns | None:
@@ -137,7 +137,7 @@ def decode_columns(values: list[bytes]) -> Columns | None:
     crc = np.where(has, crc_bytes[:, 0] | crc_bytes[:, 1] << 8 | crc_bytes[:, 2] << 16 | crc_bytes[:, 3] << 24, 0)
     pos += 5 * has
     ok &= pos == ends
-    where = np.stack([shard, fields[0].astype(np.int64), fields[1].astype(np.int64)])
+    where = np.stack([shard, fields[0].astype(np.int64), fields[1].astype(np.int64), crc.astype(np.int64)])
     return Columns(specs, shard.tolist(), fields[0].tolist(), fields[1].tolist(), crc.tolist(), ok.tolist(), where)
 
 

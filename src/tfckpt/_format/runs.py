@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Container, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
 
-from tfckpt._format.coding import crc32c, masked_crcs, unmask
+from tfckpt._format.coding import crc32c, masked_crc_array, unmask
 from tfckpt._format.entry import BundleEntry
 from tfckpt._storage import LocalFile
 
@@ -32,6 +32,7 @@ _POLY = 0x82F63B78  # CRC-32C, reflected
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
+_Crcs = np.ndarray[Any, np.dtype[np.uint32]]
 
 
 def _multmodp(a: int, b: int) -> int:
@@ -132,37 +133,37 @@ class _Owner(Protocol):
 
     def _check_crc(self, e: BundleEntry, data: Any, name: str, f: LocalFile, actual: int | None = None) -> None: ...
 
+    def _name_at(self, e: BundleEntry, among: Container[str] | None) -> str: ...
+
 
 class _Run:
-    """Adjacent tensors of one data file, read with one ``preadv``."""
+    """Adjacent tensors of one data file, read with one ``preadv``. A run keeps no names (for
+    100,000 tensors they would outweigh everything else it holds): an error finds the name
+    again from the tensor's place (``_Owner._name_at``)."""
 
-    __slots__ = ("bufs", "crcs", "end", "file", "names", "shard", "start")
+    __slots__ = ("bufs", "crcs", "end", "file", "shard", "start")
 
-    def __init__(self, f: LocalFile, shard: int, start: int, end: int, names: list[str], crcs: list[int],
-                 bufs: list[Any]) -> None:
+    def __init__(self, f: LocalFile, shard: int, start: int, end: int, crcs: _Crcs, bufs: list[Any]) -> None:
         self.file = f
         self.shard = shard
         self.start = start
         self.end = end  # (``bufs`` fill ``start`` to ``end``)
-        self.names = names
-        self.crcs = crcs  # stored (masked)
+        self.crcs = [crcs]  # stored (masked), in parts: joined only to be checked
         self.bufs = bufs  # numpy arrays: preadv and crc32c take any buffer
 
-    def entries(self) -> Iterator[tuple[str, BundleEntry]]:
-        """(name, entry) of each tensor, with where it lies and its CRC (what errors report)."""
-        pos = self.start
-        for name, buf, crc in zip(self.names, self.bufs, self.crcs):
-            yield name, BundleEntry(0, (), self.shard, pos, buf.nbytes, crc)
-            pos += buf.nbytes
+    def stored(self) -> _Crcs:
+        """The stored (masked) CRC of each tensor, as one array."""
+        parts = self.crcs
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _read_run(run: _Run, verify: bool) -> list[int]:
+def _read_run(run: _Run, verify: bool) -> _Crcs | None:
     """Fill the run's buffers (one ``preadv``); their masked CRC-32Cs if ``verify``."""
     run.file.readinto_many(run.start, run.bufs, run.end - run.start)
-    return masked_crcs(run.bufs) if verify else []
+    return masked_crc_array(run.bufs) if verify else None
 
 
-def _drain(runs: list[_Run], todo: Iterator[int], results: list[list[int] | None], verify: bool) -> None:
+def _drain(runs: list[_Run], todo: Iterator[int], results: list[_Crcs | None], verify: bool) -> None:
     """Read runs from ``todo`` (shared by the threads that drain it: each number is taken by
     one) until none is left, each run's CRCs into ``results``."""
     for i in todo:
@@ -184,12 +185,18 @@ class RunQueue:
     order are kept and read, sorted by place, in :meth:`finish`, which also checks every CRC.
     :meth:`close` (always call it, e.g. in ``finally``) never returns while a worker may
     still write into a destination.
+
+    A tensor past the end of its data file is reported as it is added. Queued tensors keep
+    only their place, CRC and destination; a bad CRC is reported under the name the owner
+    finds at that place (the first of ``among``, if given: the names asked for).
     """
 
-    def __init__(self, owner: _Owner, *, verify: bool, hold: bool = False) -> None:
+    def __init__(self, owner: _Owner, *, verify: bool, hold: bool = False,
+                 among: Container[str] | None = None) -> None:
         self._owner = owner
         self._verify = verify
         self._hold = hold  # read nothing before finish
+        self._among = among
         self._open: dict[int, _Run] = {}
         self._late: list[tuple[int, int, str, int, int, np.ndarray[Any, Any]]] = []
         self._big: list[_Run] = []  # closed runs left for the workers
@@ -202,16 +209,17 @@ class RunQueue:
         """Queue tensor ``name`` (``size`` bytes at ``offset`` in data shard ``shard``, stored
         masked CRC ``crc``) to be read into ``buf`` (C-contiguous, exactly ``size`` bytes: the
         caller checks it)."""
-        self._add_run(shard, offset, offset + size, [name], [crc], [buf])
+        self._add_run(shard, offset, offset + size, [name], np.array([crc], np.uint32), [buf])
 
-    def add_batch(self, where: np.ndarray[Any, Any], names: list[str], crcs: list[int], bufs: list[Any]) -> None:
-        """:meth:`add` for many tensors at once: ``where`` holds their shards, offsets and sizes
-        (int64 rows), ``bufs`` their destinations (as :meth:`add` takes them). Tensors that lie
-        one after another are cut into runs with numpy, not one by one."""
+    def add_batch(self, where: np.ndarray[Any, Any], names: list[str], bufs: list[Any]) -> None:
+        """:meth:`add` for many tensors at once: ``where`` holds their shards, offsets, sizes and
+        stored CRCs (int64 rows), ``bufs`` their destinations (as :meth:`add` takes them). Tensors
+        that lie one after another are cut into runs with numpy, not one by one."""
         n = len(names)
         if n == 0:
             return
-        shard, offset, size = where
+        shard, offset, size = where[:3]
+        crc = where[3].astype(np.uint32)
         end = offset + size
         new = np.empty(n, bool)  # where a run starts
         new[0] = True
@@ -225,34 +233,39 @@ class RunQueue:
         starts = np.flatnonzero(new).tolist()
         shards, offsets, ends = shard.tolist(), offset.tolist(), end.tolist()
         for a, b in zip(starts, [*starts[1:], n]):
-            self._add_run(shards[a], offsets[a], ends[b - 1], names[a:b], crcs[a:b], bufs[a:b])
+            self._add_run(shards[a], offsets[a], ends[b - 1], names[a:b], crc[a:b], bufs[a:b])
 
-    def _add_run(self, shard: int, start: int, end: int, names: list[str], crcs: list[int], bufs: list[Any]) -> None:
+    def _add_run(self, shard: int, start: int, end: int, names: Sequence[str], crcs: _Crcs, bufs: list[Any]) -> None:
         """Queue adjacent tensors filling ``start`` to ``end``: they join the shard's open run if
         they continue it, wait for :meth:`finish` if they come before its end (out of file
         order), else open a new run."""
         run = self._open.get(shard)
+        f = run.file if run is not None else self._owner._file(shard, names[0])  # (names the first that needs it)
+        if end > f.size:
+            self._past_end(shard, start, names, bufs)
         if run is not None:
             if start == run.end and len(run.bufs) + len(bufs) <= _IOV_MAX and start - run.start < CHUNK:
-                run.names += names
-                run.crcs += crcs
+                run.crcs.append(crcs)
                 run.bufs += bufs
                 run.end = end
                 return
             if start < run.end and self._defer:
                 pos = start
-                for name, crc, buf in zip(names, crcs, bufs):
+                for name, crc, buf in zip(names, crcs.tolist(), bufs):
                     self._late.append((shard, pos, name, buf.nbytes, crc, buf))
                     pos += buf.nbytes
                 return
             self._close(run)  # (sorted, tensors start before the run's end only if they overlap)
-        # A missing data file is reported for the first tensor that needs it.
-        self._open[shard] = _Run(self._owner._file(shard, names[0]), shard, start, end, names, crcs, bufs)
+        self._open[shard] = _Run(f, shard, start, end, crcs, bufs)
+
+    def _past_end(self, shard: int, start: int, names: Sequence[str], bufs: list[Any]) -> None:
+        """Report the first of adjacent tensors from ``start`` that lies past the end of its file."""
+        pos = start
+        for name, buf in zip(names, bufs):
+            self._owner._data_file(name, BundleEntry(0, (), shard, pos, buf.nbytes, 0), f"tensor {name!r}")
+            pos += buf.nbytes
 
     def _close(self, run: _Run) -> None:
-        if run.end > run.file.size:
-            for name, e in run.entries():
-                self._owner._data_file(name, e, f"tensor {name!r}")  # names the first tensor past the end
         if run.end - run.start >= _POOL_RUN:
             self._big.append(run)
         elif self._hold:
@@ -260,11 +273,16 @@ class RunQueue:
         else:
             self._check(run, _read_run(run, self._verify))
 
-    def _check(self, run: _Run, crcs: list[int]) -> None:
-        if self._verify and crcs != run.crcs:
-            for (name, e), crc in zip(run.entries(), crcs):
-                if crc != e.crc32c:
-                    self._owner._check_crc(e, None, name, run.file, unmask(crc))
+    def _check(self, run: _Run, crcs: _Crcs | None) -> None:
+        if crcs is None:
+            return
+        stored = run.stored()
+        if np.array_equal(crcs, stored):
+            return
+        i = int(np.flatnonzero(crcs != stored)[0])
+        offset = run.start + sum(b.nbytes for b in run.bufs[:i])
+        e = BundleEntry(0, (), run.shard, offset, run.bufs[i].nbytes, int(stored[i]))
+        self._owner._check_crc(e, None, self._owner._name_at(e, self._among), run.file, unmask(int(crcs[i])))
 
     def _close_open(self) -> None:
         for run in self._open.values():
@@ -282,7 +300,7 @@ class RunQueue:
                 self.add(shard, name, offset, size, crc, buf)
             self._close_open()
         big, self._big = self._big, []
-        results: list[list[int] | None] = [None] * len(big)
+        results: list[_Crcs | None] = [None] * len(big)
         if big:
             todo = self._todo = iter(range(len(big)))
             pool = crc_pool()
@@ -297,7 +315,6 @@ class RunQueue:
                 fut.result()
             self._pending = []
             for run, crcs in zip(big, results):
-                assert crcs is not None
                 self._check(run, crcs)
 
     def close(self) -> None:

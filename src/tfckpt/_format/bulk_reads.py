@@ -336,7 +336,7 @@ class BulkReads:
                 name = keys[i].decode("utf-8", "surrogateescape")
                 if among is None or name in among:
                     return name
-        return f"<the tensor at offset {e.offset}>"  # (the index changed under the reader)
+        return f"<the tensor at offset {e.offset}>"  # (not reached: every queued tensor came from this index)
 
     def _missing(self, wanted: Iterable[str], have: Container[str]) -> NoReturn:
         """Report the first name of ``wanted`` that is not in ``have`` (those the index walk found)."""

@@ -472,7 +472,7 @@ def test_read_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xff\xff\xff garbage")
     with pytest.raises(errors.DataLossError, match="Cannot parse file"):
         read_meta_graph(bad)
-    with pytest.raises(errors.InvalidArgumentError, match="expected a path, bytes or a MetaGraphDef"):
+    with pytest.raises(errors.InvalidTypeError, match="expected a path, serialized bytes or a MetaGraphDef"):
         read_meta_graph(3.5)
     with pytest.raises(errors.InvalidArgumentError, match="expected a MetaGraphDef"):
         read_meta_graph(meta_graph_pb2.SaverDef())

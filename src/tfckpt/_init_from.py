@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tfckpt import _state
+from tfckpt._paths import PathLike, as_path
 from tfckpt._transforms import can_cast, cast_array, check_policy
 from tfckpt.dtypes import as_dtype
 from tfckpt.errors import InvalidArgumentError
@@ -22,7 +23,6 @@ from tfckpt.reader import load_checkpoint
 __all__ = ["init_from_checkpoint"]
 
 Array = np.ndarray[Any, Any]
-PathLike = str | os.PathLike[str]
 
 
 def _as_array(value: object) -> Array:
@@ -153,7 +153,8 @@ def init_from_checkpoint(
         NotFoundError: no checkpoint there.
     """
     check_policy(dtype_policy)
-    arg = os.fspath(ckpt_dir_or_file) if isinstance(ckpt_dir_or_file, os.PathLike) else ckpt_dir_or_file
+    arg = as_path(ckpt_dir_or_file, "ckpt_dir_or_file") if isinstance(ckpt_dir_or_file, (bytes, os.PathLike)) \
+        else ckpt_dir_or_file
     items = list(assignment_map.items()) if isinstance(assignment_map, Mapping) else list(assignment_map)
     store = _state.flatten(target, sep="/")
     jobs: list[tuple[str, list[_Dest], bool]] = []

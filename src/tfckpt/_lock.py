@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from types import TracebackType
 
+from tfckpt._paths import PathLike, as_path
 from tfckpt._storage import os_error
 from tfckpt.errors import AlreadyExistsError, FailedPreconditionError
 
@@ -41,7 +42,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["DirectoryLock", "read_lock_holder"]
 
 
-def read_lock_holder(directory: str | os.PathLike[str]) -> dict[str, str] | None:
+def read_lock_holder(directory: PathLike) -> dict[str, str] | None:
     """``{"pid": ...}`` of the process holding ``directory``'s writer lock, or None if unknown/free."""
     try:
         st = os.stat(directory)
@@ -70,8 +71,8 @@ class DirectoryLock:
         AlreadyExistsError: (from :meth:`acquire`) another writer holds the lock.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = os.fspath(directory) or "."
+    def __init__(self, directory: PathLike) -> None:
+        self.directory = as_path(directory, "directory") or "."
         self.path = self.directory
         self._fd: int | None = None
 

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfckpt._paths import PathLike, as_path
 from tfckpt.errors import InvalidArgumentError, NotFoundError
 
 __all__ = ["Pattern", "Rules"]
@@ -326,14 +326,14 @@ class Rules:
         return r
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Rules:
+    def from_file(cls, path: PathLike) -> Rules:
         """Rules from a JSON file (format in the module docstring).
 
         Raises:
             NotFoundError: no such file.
             InvalidArgumentError: not JSON, or not valid rules.
         """
-        p = os.fspath(path)
+        p = as_path(path, "path")
         try:
             with open(p, encoding="utf-8") as f:
                 text = f.read()

@@ -13,14 +13,15 @@ from typing import Any
 from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._format.bundle_writer import BundleWriter, in_checkpoint, sort_by_name
 from tfckpt._gcpause import paused_gc
-from tfckpt.errors import CheckpointError, InvalidArgumentError
+from tfckpt._paths import PathLike, as_path
+from tfckpt.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 
 __all__ = ["BundleReader", "BundleWriter", "write"]
 
 
 def write(
     tensors: Mapping[str, object] | Iterable[tuple[str, object]],
-    prefix: str | os.PathLike[str],
+    prefix: PathLike,
     *,
     num_shards: int = 1,
     sync: bool = True,
@@ -44,14 +45,15 @@ def write(
         array([1., 1.], dtype=float32)
 
     Raises:
+        InvalidTypeError: ``tensors`` is not a mapping or pairs; ``prefix`` is not a path.
         InvalidArgumentError: bad names (empty, duplicate, not str) or values.
         ResourceExhaustedError: the disk is full; nothing is left behind.
     """
     with paused_gc():  # 100,000 tensors allocate enough to trigger full collections of a big process
         # A mapping's names are sorted alone (no list of pairs: 64 bytes a tensor at 100,000 tensors).
         mapping = isinstance(tensors, Mapping)
-        items: list[Any] = list(tensors)
-        w = BundleWriter(os.fspath(prefix), num_shards=num_shards, sync=sync)
+        items = _items(tensors, prefix)
+        w = BundleWriter(as_path(prefix, "prefix"), num_shards=num_shards, sync=sync)
         try:
             try:
                 sort_by_name(items, pairs=not mapping)
@@ -67,3 +69,23 @@ def write(
         done = w.finish()
         del w, items  # freed while the collector is paused: re-enabling it finds nothing to traverse
     return done
+
+
+def _items(tensors: object, prefix: object) -> list[Any]:
+    """The names of mapping ``tensors``, or its (name, value) pairs as a list.
+
+    Raises:
+        InvalidTypeError: ``tensors`` is neither (a path there, with a mapping as ``prefix``,
+            says the arguments are swapped), or a pair is not a pair.
+    """
+    if isinstance(tensors, Mapping):
+        return list(tensors)
+    if isinstance(tensors, (str, bytes, os.PathLike)) or not isinstance(tensors, Iterable):
+        hint = " (the arguments are write(tensors, prefix): tensors first)" if isinstance(prefix, Mapping) else ""
+        raise InvalidTypeError(f"tensors must be a mapping of name -> value or an iterable of (name, value) "
+                               f"pairs, got {type(tensors).__name__}{hint}")
+    items = list(tensors)
+    for it in items:
+        if not (isinstance(it, tuple | list) and len(it) == 2):
+            raise InvalidTypeError(f"tensors: expected (name, value) pairs, got {type(it).__name__}: {it!r:.80}")
+    return items

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from google.protobuf import text_format
 
+from tfckpt._paths import PathLike, as_path
 from tfckpt._proto import checkpoint_pb2
 from tfckpt._storage import read_whole_file, remove_quietly, write_bytes_atomic
 from tfckpt.errors import CheckpointError, FailedPreconditionError, InvalidArgumentError
@@ -50,7 +51,6 @@ __all__ = [
 logger = logging.getLogger("tfckpt")
 
 CheckpointState = checkpoint_pb2.CheckpointState
-PathLike = str | os.PathLike[str]
 
 # State files are tiny; refuse to parse something absurd.
 _MAX_STATE_FILE = 64 << 20
@@ -70,12 +70,13 @@ def generate_checkpoint_state_proto(
     last_preserved_timestamp: float | None = None,
 ) -> checkpoint_pb2.CheckpointState:
     """Build a ``CheckpointState``; the model path is appended to the list if it is not last."""
-    save_dir = os.fspath(save_dir)
-    model = os.fspath(model_checkpoint_path)
+    save_dir = as_path(save_dir, "save_dir")
+    model = as_path(model_checkpoint_path, "model_checkpoint_path")
     if all_model_checkpoint_paths is None:
         all_model_checkpoint_paths = []
     if not all_model_checkpoint_paths or all_model_checkpoint_paths[-1] != model:
         all_model_checkpoint_paths.append(model)
+    all_model_checkpoint_paths = [as_path(p, "all_model_checkpoint_paths item") for p in all_model_checkpoint_paths]
     if all_model_checkpoint_timestamps and len(all_model_checkpoint_timestamps) != len(all_model_checkpoint_paths):
         raise InvalidArgumentError(
             "Checkpoint timestamps, if provided, must match checkpoint paths (got paths "
@@ -103,8 +104,8 @@ def update_checkpoint_state_internal(
     sync: bool = True,
 ) -> None:
     """Write the state file atomically (``checkpoint.tmp<uuid>`` then rename)."""
-    save_dir = os.fspath(save_dir)
-    model = os.fspath(model_checkpoint_path)
+    save_dir = as_path(save_dir, "save_dir")
+    model = as_path(model_checkpoint_path, "model_checkpoint_path")
     coord = os.path.join(save_dir, latest_filename or "checkpoint")
     if save_relative_paths:
         base = save_dir or os.curdir
@@ -153,7 +154,7 @@ def get_checkpoint_state(
     Raises:
         InvalidArgumentError: the file parses but names no checkpoint (e.g. it is empty).
     """
-    checkpoint_dir = os.fspath(checkpoint_dir)
+    checkpoint_dir = as_path(checkpoint_dir, "checkpoint_dir")
     coord = os.path.join(checkpoint_dir, latest_filename or "checkpoint")
     if not os.path.isfile(coord):
         return None
@@ -177,7 +178,7 @@ def get_checkpoint_state(
 
 def checkpoint_exists(checkpoint_prefix: PathLike) -> bool:
     """True if ``<prefix>.index`` (V2) or ``<prefix>`` (V1 file or pattern) exists."""
-    prefix = os.fspath(checkpoint_prefix)
+    prefix = as_path(checkpoint_prefix, "checkpoint_prefix")
     return bool(glob.glob(prefix + ".index") or glob.glob(prefix))
 
 
@@ -195,7 +196,7 @@ def get_checkpoint_mtimes(checkpoint_prefixes: Sequence[PathLike]) -> list[float
     """Modification times (seconds) of the given checkpoints; missing ones are skipped."""
     out = []
     for p in checkpoint_prefixes:
-        prefix = os.fspath(p)
+        prefix = as_path(p, "checkpoint_prefixes item")
         matches = glob.glob(prefix + ".index") or glob.glob(prefix)
         if matches:
             out.append(os.stat(matches[0]).st_mtime_ns / 1e9)
@@ -205,7 +206,7 @@ def get_checkpoint_mtimes(checkpoint_prefixes: Sequence[PathLike]) -> list[float
 def remove_checkpoint(checkpoint_prefix: PathLike, checkpoint_format_version: int = 2,
                       meta_graph_suffix: str = "meta") -> None:
     """Delete a checkpoint's files: its ``.meta``, then ``.index`` and data files (V2) or the file(s) (V1)."""
-    prefix = os.fspath(checkpoint_prefix)
+    prefix = as_path(checkpoint_prefix, "checkpoint_prefix")
     patterns = [meta_graph_filename(prefix, meta_graph_suffix)]
     if checkpoint_format_version == 2:
         patterns += [prefix + ".index", prefix + ".data-?????-of-?????"]
@@ -221,5 +222,5 @@ _SHARD_SUFFIX = re.compile(r"-[\d\?]+-of-\d+$")
 
 def meta_graph_filename(checkpoint_filename: PathLike, meta_graph_suffix: str = "meta") -> str:
     """``model.ckpt-7-?????-of-00002`` -> ``model.ckpt-7.meta``."""
-    basename = _SHARD_SUFFIX.sub("", os.fspath(checkpoint_filename))
+    basename = _SHARD_SUFFIX.sub("", as_path(checkpoint_filename, "checkpoint_filename"))
     return f"{basename}.{meta_graph_suffix}"

@@ -32,6 +32,7 @@ import re
 from google.protobuf import text_format
 
 from tfckpt._lock import DirectoryLock
+from tfckpt._paths import PathLike, as_path
 from tfckpt._proto import checkpoint_pb2
 from tfckpt._storage import os_error, read_whole_file
 from tfckpt.errors import CheckpointError, NotFoundError
@@ -90,7 +91,7 @@ def _removable_temp_dir(path: str) -> list[str] | None:
     return files
 
 
-def cleanup(directory: str | os.PathLike[str], *, dry_run: bool = False, lock: bool = True) -> list[str]:
+def cleanup(directory: PathLike, *, dry_run: bool = False, lock: bool = True) -> list[str]:
     """Remove the leftovers of killed saves from ``directory``; return the paths removed (sorted).
 
     Args:
@@ -113,7 +114,7 @@ def cleanup(directory: str | os.PathLike[str], *, dry_run: bool = False, lock: b
         >>> sorted(os.listdir(d))
         ['model.ckpt-1.data-00000-of-00001', 'model.ckpt-1.index']
     """
-    directory = os.fspath(directory)
+    directory = as_path(directory, "directory")
     if not os.path.isdir(directory):
         raise NotFoundError(f"checkpoint directory {directory} does not exist", path=directory)
     if lock and not dry_run:
@@ -180,7 +181,7 @@ def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
     return sorted(done)
 
 
-def claim_directory(directory: str | os.PathLike[str]) -> DirectoryLock:
+def claim_directory(directory: PathLike) -> DirectoryLock:
     """Become the one writer of ``directory``: create it, lock it, remove leftovers of killed saves.
 
     The Saver and the CheckpointManager call this before their first save into a
@@ -190,7 +191,7 @@ def claim_directory(directory: str | os.PathLike[str]) -> DirectoryLock:
         AlreadyExistsError: another Saver/CheckpointManager (in this or another
             process) writes into ``directory``.
     """
-    directory = os.fspath(directory) or "."
+    directory = as_path(directory, "directory") or "."
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as e:

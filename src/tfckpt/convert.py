@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from tfckpt._paths import PathLike, as_path
 from tfckpt._storage import LocalFile, write_file_atomic
 from tfckpt.dtypes import DType, as_dtype
 from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, UnimplementedError
@@ -388,12 +389,12 @@ def _load_rules(rules: Any) -> Any:
         from tfckpt.transfer import Rules
     except ImportError:
         from tfckpt._rules import Rules
-    return Rules.from_file(os.fspath(rules))
+    return Rules.from_file(as_path(rules, "rules"))
 
 
 def convert(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
+    src: PathLike,
+    dst: PathLike,
     *,
     src_format: str | None = None,
     dst_format: str | None = None,
@@ -413,7 +414,7 @@ def convert(
         InvalidArgumentError: two tensors renamed to the same name; unknown format.
         AlreadyExistsError: never; ``dst`` is replaced atomically.
     """
-    src, dst = os.fspath(src), os.fspath(dst)
+    src, dst = as_path(src, "src"), as_path(dst, "dst")
     s_fmt, d_fmt = detect_format(src, src_format), detect_format(dst, dst_format)
     rule_obj = _load_rules(rules)
     report = ConvertReport(s_fmt, d_fmt)

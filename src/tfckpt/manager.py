@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tfckpt._convert import to_array
+from tfckpt._paths import PathLike, as_path
 from tfckpt._retention import ManagerRetention
 from tfckpt._storage import remove_quietly
 from tfckpt.checkpoint_management import (
@@ -88,7 +89,7 @@ class CheckpointManager:
     def __init__(
         self,
         checkpoint: object,
-        directory: str | os.PathLike[str],
+        directory: PathLike,
         max_to_keep: int | None,
         keep_checkpoint_every_n_hours: float | None = None,
         checkpoint_name: str = "ckpt",
@@ -107,7 +108,7 @@ class CheckpointManager:
             raise InvalidArgumentError(f"Expected a positive integer or `None` for `max_to_keep`, got {max_to_keep}.")
         self._max_to_keep = max_to_keep
         self._keep_checkpoint_every_n_hours = keep_checkpoint_every_n_hours
-        self._directory = os.fspath(directory)
+        self._directory = as_path(directory, "directory")
         self._checkpoint_prefix = os.path.join(self._directory, checkpoint_name)
         self._init_fn = init_fn
         if checkpoint_interval is not None and step_counter is None:
@@ -266,9 +267,9 @@ class CheckpointManager:
 
     # -- restoring -------------------------------------------------------------
 
-    def restore(self, path: str | os.PathLike[str] | None = None) -> Any:
+    def restore(self, path: PathLike | None = None) -> Any:
         """Restore ``path`` (default: the latest checkpoint) into :attr:`checkpoint`; return the restored state."""
-        target = os.fspath(path) if path is not None else self._latest_checkpoint
+        target = as_path(path, "path") if path is not None else self._latest_checkpoint
         if target is None:
             raise InvalidArgumentError("Can't load save_path when it is None.")
         restored = self._saver.restore(self._checkpoint, target)
@@ -289,7 +290,7 @@ class CheckpointManager:
 
 
 def wait_for_new_checkpoint(
-    checkpoint_dir: str | os.PathLike[str],
+    checkpoint_dir: PathLike,
     last_checkpoint: str | None = None,
     seconds_to_sleep: float = 1,
     timeout: float | None = None,
@@ -312,7 +313,7 @@ def wait_for_new_checkpoint(
 
 
 def checkpoints_iterator(
-    checkpoint_dir: str | os.PathLike[str],
+    checkpoint_dir: PathLike,
     min_interval_secs: float = 0,
     timeout: float | None = None,
     timeout_fn: Callable[[], bool] | None = None,

@@ -34,9 +34,10 @@ from google.protobuf import text_format
 from tfckpt._graph_builder import VariableSpec, build_meta_graph_def
 from tfckpt._graph_reader import MetaGraph, parse_meta_graph
 from tfckpt._graph_values import MetaInfo, Operation, SaveSliceInfo, SignatureInfo, TensorInfo, VariableInfo
+from tfckpt._paths import PathLike, as_path
 from tfckpt._proto import meta_graph_pb2
 from tfckpt._storage import read_whole_file, write_bytes_atomic
-from tfckpt.errors import InvalidArgumentError, NotFoundError
+from tfckpt.errors import InvalidArgumentError, InvalidTypeError, NotFoundError
 
 __all__ = [
     "MetaGraph",
@@ -138,7 +139,7 @@ def _specs(state: object, var_list: object) -> list[VariableSpec]:
 
 
 def export_meta_graph(
-    filename: str | os.PathLike[str] | None = None,
+    filename: PathLike | None = None,
     *,
     state: object = None,
     var_list: object = None,
@@ -179,7 +180,7 @@ def export_meta_graph(
         clear_devices=clear_devices,
     )
     if filename is not None:
-        path = os.fspath(filename)
+        path = as_path(filename, "filename")
         data = text_format.MessageToString(mg).encode("utf-8") if as_text else mg.SerializeToString(deterministic=True)
         write_bytes_atomic(path, data)
     return mg
@@ -198,11 +199,12 @@ def _load(meta_graph_or_file: object) -> MetaGraph:
             raise InvalidArgumentError(f"expected a MetaGraphDef, got a {meta_graph_or_file.DESCRIPTOR.full_name}")
         return parse_meta_graph(meta_graph_or_file.SerializeToString())
     if isinstance(meta_graph_or_file, (str, os.PathLike)):
-        path = os.fspath(meta_graph_or_file)
+        path = as_path(meta_graph_or_file, "meta_graph_or_file")
         if not os.path.isfile(path):
             raise NotFoundError(f"File does not exist. Received: {path}.", path=path)
         return parse_meta_graph(read_whole_file(path), path=path)
-    raise InvalidArgumentError(f"expected a path, bytes or a MetaGraphDef, got {type(meta_graph_or_file).__name__}")
+    raise InvalidTypeError(f"expected a path, serialized bytes or a MetaGraphDef, got "
+                           f"{type(meta_graph_or_file).__name__}: {meta_graph_or_file!r:.80}")
 
 
 def read_meta_graph(meta_graph_or_file: object) -> MetaGraph:
@@ -213,6 +215,7 @@ def read_meta_graph(meta_graph_or_file: object) -> MetaGraph:
     Raises:
         NotFoundError: the file does not exist.
         DataLossError: the contents are not a MetaGraphDef.
+        InvalidTypeError: not a path, bytes or a ``MetaGraphDef``.
 
     Example:
         >>> from tfckpt._graph_builder import VariableSpec

@@ -34,6 +34,7 @@ from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._format.slices import TensorSlice
 from tfckpt._format.v1 import V1Reader, v1_files
 from tfckpt._gcpause import paused_gc
+from tfckpt._paths import PathLike, as_path
 from tfckpt._proto import checkpoint_pb2, tensor_pb2
 from tfckpt.checkpoint_management import latest_checkpoint
 from tfckpt.dtypes import DType
@@ -54,7 +55,6 @@ __all__ = [
 ]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-PathLike = str | os.PathLike[str]
 
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
 _TEMP_SUFFIX = re.compile(r"\.tempstate\d+$")
@@ -100,7 +100,7 @@ class CheckpointReader:
     """
 
     def __init__(self, prefix: PathLike, *, verify_crc: bool = True) -> None:
-        prefix = os.fspath(prefix)
+        prefix = as_path(prefix, "prefix")
         self.prefix = prefix
         self._impl: BundleReader | V1Reader
         if os.path.isfile(prefix + ".index"):
@@ -304,7 +304,7 @@ def NewCheckpointReader(filepattern: PathLike) -> CheckpointReader:
 
 
 def _resolve(ckpt_dir_or_file: PathLike) -> str:
-    path = os.fspath(ckpt_dir_or_file)
+    path = as_path(ckpt_dir_or_file, "ckpt_dir_or_file")
     if os.path.isdir(path):
         latest = latest_checkpoint(path)
         if latest is None:

@@ -51,6 +51,7 @@ from tfckpt._convert import framework_of, to_array
 from tfckpt._format.bundle_writer import BundleWriter, sort_by_name
 from tfckpt._gcpause import paused_gc
 from tfckpt._lock import DirectoryLock
+from tfckpt._paths import as_path
 from tfckpt._proto import meta_graph_pb2
 from tfckpt._restore import restore_entries
 from tfckpt._retention import SaverRetention
@@ -102,10 +103,8 @@ _V1_WARNING = (
 
 
 def _as_str(path: object) -> str:
-    if isinstance(path, bytes):
-        return path.decode("utf-8")
-    if isinstance(path, (str, os.PathLike)):
-        return os.fspath(path)  # type: ignore[return-value]
+    if isinstance(path, (str, bytes, os.PathLike)):
+        return as_path(path, "path")
     raise InvalidTypeError(f"Expected binary or unicode string, got {path!r}")
 
 

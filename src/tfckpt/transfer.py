@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -35,6 +34,7 @@ import numpy as np
 from tfckpt import _state
 from tfckpt._convert import to_array
 from tfckpt._init_from import _as_array, init_from_checkpoint
+from tfckpt._paths import PathLike
 from tfckpt._rules import Rules
 from tfckpt._transforms import Transform, TransformSet, can_cast, cast_array, check_policy
 from tfckpt.bundle import write
@@ -55,7 +55,6 @@ __all__ = [
 
 Array = np.ndarray[Any, Any]
 Transforms = TransformSet | Mapping[str, Transform | Sequence[Transform]] | None
-PathLike = str | os.PathLike[str]
 
 
 class Mismatch(NamedTuple):

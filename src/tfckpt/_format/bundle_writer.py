@@ -40,6 +40,7 @@ from tfckpt._format.slices import TensorSlice, encode_slice_key, parse_shape_and
 from tfckpt._format.strings import encode_strings
 from tfckpt._format.table import TableWriter
 from tfckpt._gcpause import paused_gc
+from tfckpt._paths import as_path
 from tfckpt._storage import fsync_dir, os_error, preallocate, remove_quietly, temp_name
 from tfckpt.dtypes import DType
 from tfckpt.errors import CheckpointError, InvalidArgumentError, UnimplementedError
@@ -343,7 +344,7 @@ class BundleWriter:
             raise InvalidArgumentError(f"num_shards must be at most 99999, got {num_shards}")
         if streaming and num_shards != 1:
             raise InvalidArgumentError("a streaming BundleWriter writes one data file: num_shards must be 1")
-        self.prefix = os.fspath(prefix)
+        self.prefix = as_path(prefix, "prefix")
         self.num_shards = num_shards
         self.sync = sync
         self._streaming = streaming

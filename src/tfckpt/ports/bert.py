@@ -19,9 +19,9 @@ Example:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from tfckpt._paths import PathLike
 from tfckpt._rules import Rules
 from tfckpt._transforms import TransformSet, dense_kernel
 from tfckpt.transfer import RestoreReport, restore_partial, save_partial
@@ -51,7 +51,7 @@ def transforms() -> TransformSet:
     return TransformSet().add(r"re:.*\.(query|key|value|dense)\.weight$", dense_kernel())
 
 
-def load(ckpt_dir_or_file: str | os.PathLike[str], target: Any, *, prefix: str = "",
+def load(ckpt_dir_or_file: PathLike, target: Any, *, prefix: str = "",
          strict: bool = True, dtype_policy: str = "never") -> RestoreReport:
     """Restore a TensorFlow BERT checkpoint into ``target`` (a torch module or its ``state_dict``).
 
@@ -62,6 +62,6 @@ def load(ckpt_dir_or_file: str | os.PathLike[str], target: Any, *, prefix: str =
                            strict=strict, dtype_policy=dtype_policy)
 
 
-def save(state: Any, prefix_path: str | os.PathLike[str], *, prefix: str = "") -> str:
+def save(state: Any, prefix_path: PathLike, *, prefix: str = "") -> str:
     """Write a ``BertModel`` state back as a TensorFlow BERT checkpoint (model variables only)."""
     return save_partial(state, prefix_path, rules=rules(prefix=prefix), transforms=transforms())

@@ -15,11 +15,11 @@ Example:
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from tfckpt._paths import PathLike
 from tfckpt._rules import Rules
 from tfckpt._transforms import TorchKernel, TransformSet
 from tfckpt.errors import InvalidArgumentError
@@ -37,7 +37,7 @@ def _natural(s: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def weight_layers(ckpt_dir_or_file: str | os.PathLike[str]) -> dict[str, str]:
+def weight_layers(ckpt_dir_or_file: PathLike) -> dict[str, str]:
     """Layer path -> its kernel key, for every layer with a kernel, in natural order
     (``_operations/2`` before ``_operations/10``) -- the order of a Sequential/functional model.
 
@@ -76,7 +76,7 @@ def _torch_layers(module: Any) -> list[str]:
 
 
 def load_into_torch(
-    ckpt_dir_or_file: str | os.PathLike[str],
+    ckpt_dir_or_file: PathLike,
     module: Any,
     layer_map: Mapping[str, str] | None = None,
     *,

@@ -25,9 +25,36 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
-__all__ = ["Eviction", "ManagerRetention", "RetentionPolicy", "SaverRetention"]
+from tfckpt.errors import InvalidTypeError
+
+__all__ = ["Eviction", "ManagerRetention", "RetentionPolicy", "SaverRetention", "check_options"]
+
+
+def check_options(max_to_keep: object, keep_checkpoint_every_n_hours: object) -> None:
+    """Reject retention options of the wrong type when the saver is made (TensorFlow fails later,
+    in protobuf or arithmetic, with a bare ``TypeError``); ``None`` is allowed for both.
+
+    Example:
+        >>> check_options(5, 0.5)
+        >>> check_options("5", None)
+        Traceback (most recent call last):
+        ...
+        tfckpt.errors.InvalidTypeError: max_to_keep must be an int or None, got str: '5'
+
+    Raises:
+        InvalidTypeError: ``max_to_keep`` is not an integer, or the hours are not a number (or NaN).
+    """
+    if max_to_keep is not None and not isinstance(max_to_keep, numbers.Integral):
+        raise InvalidTypeError(f"max_to_keep must be an int or None, got {type(max_to_keep).__name__}: "
+                               f"{max_to_keep!r:.80}")
+    hours = keep_checkpoint_every_n_hours
+    if hours is not None and (not isinstance(hours, numbers.Real) or math.isnan(hours)):
+        raise InvalidTypeError(f"keep_checkpoint_every_n_hours must be a number of hours or None, got "
+                               f"{type(hours).__name__}: {hours!r:.80}")
 
 
 @dataclass(frozen=True, slots=True)

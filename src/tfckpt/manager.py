@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import numbers
 import os
 import time
 import weakref
@@ -35,14 +36,14 @@ import numpy as np
 
 from tfckpt._convert import to_array
 from tfckpt._paths import PathLike, as_path
-from tfckpt._retention import ManagerRetention
+from tfckpt._retention import ManagerRetention, check_options
 from tfckpt._storage import remove_quietly
 from tfckpt.checkpoint_management import (
     get_checkpoint_state,
     latest_checkpoint,
     update_checkpoint_state_internal,
 )
-from tfckpt.errors import CheckpointError, FailedPreconditionError, InvalidArgumentError
+from tfckpt.errors import CheckpointError, FailedPreconditionError, InvalidArgumentError, InvalidTypeError
 from tfckpt.reader import CheckpointReader
 from tfckpt.saver import Saver
 
@@ -104,6 +105,11 @@ class CheckpointManager:
     ) -> None:
         self._checkpoint = checkpoint
         self._clock = clock or time.time
+        check_options(max_to_keep, keep_checkpoint_every_n_hours)
+        if not isinstance(checkpoint_name, str) or not checkpoint_name:
+            raise InvalidTypeError(f"checkpoint_name must be a non-empty str, got {checkpoint_name!r:.80}")
+        if checkpoint_interval is not None and not isinstance(checkpoint_interval, numbers.Integral):
+            raise InvalidTypeError(f"checkpoint_interval must be an int or None, got {checkpoint_interval!r:.80}")
         if max_to_keep is not None and max_to_keep <= 0:
             raise InvalidArgumentError(f"Expected a positive integer or `None` for `max_to_keep`, got {max_to_keep}.")
         self._max_to_keep = max_to_keep

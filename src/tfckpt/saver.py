@@ -54,7 +54,7 @@ from tfckpt._lock import DirectoryLock
 from tfckpt._paths import as_path
 from tfckpt._proto import meta_graph_pb2
 from tfckpt._restore import restore_entries
-from tfckpt._retention import SaverRetention
+from tfckpt._retention import SaverRetention, check_options
 from tfckpt._state import Entry, resolve_var_list, state_entries
 from tfckpt._storage import write_bytes_atomic
 from tfckpt.checkpoint_management import (
@@ -202,6 +202,7 @@ class Saver:
                 "If `var_list` is provided then build cannot be deferred. Either set defer_build=False or "
                 "var_list=None."
             )
+        check_options(max_to_keep, keep_checkpoint_every_n_hours)
         self._clock = clock or time.time
         self._sync = sync
         self._reshape = reshape

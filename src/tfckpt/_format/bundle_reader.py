@@ -27,6 +27,7 @@ from tfckpt.dtypes import DType, dtype_from_enum
 from tfckpt.errors import (
     DataLossError,
     InvalidArgumentError,
+    InvalidTypeError,
     NotFoundError,
     TensorNotFoundError,
     UnimplementedError,
@@ -137,6 +138,9 @@ class BundleReader(BulkReads):
                 self.names()
                 raw = self._raw.get(name)
         if raw is None:
+            if not isinstance(name, str):
+                raise InvalidTypeError(f"a tensor name must be a str, got {type(name).__name__}: {name!r:.80}",
+                                       path=self.prefix)
             key = name.encode("utf-8", "surrogateescape")
             raw = self._table.get(key) if key and key[0] != 0 else None
         if raw is None:

@@ -26,14 +26,19 @@ def test_a_saver_option_of_the_wrong_type_names_it(option: str, value: Any) -> N
 
 
 @pytest.mark.parametrize(("option", "value"), [
-    ("max_to_keep", "5"), ("keep_checkpoint_every_n_hours", "1"), ("checkpoint_name", ""),
-    ("checkpoint_name", 3), ("checkpoint_interval", "10"),
+    ("max_to_keep", "5"), ("keep_checkpoint_every_n_hours", "1"), ("checkpoint_name", 3),
+    ("checkpoint_interval", "10"),
 ])
 def test_a_manager_option_of_the_wrong_type_names_it(option: str, value: Any, tmp_path: pathlib.Path) -> None:
     kwargs: dict[str, Any] = {"max_to_keep": 3, "step_counter": 0, option: value}
     with pytest.raises(InvalidTypeError, match=option):
         tfckpt.CheckpointManager(STATE, tmp_path / "d", **kwargs)
     assert os.listdir(tmp_path) == []
+
+
+def test_an_empty_checkpoint_name_is_invalid(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="checkpoint_name must not be empty"):
+        tfckpt.CheckpointManager(STATE, tmp_path / "d", max_to_keep=1, checkpoint_name="")
 
 
 def test_numpy_integers_and_none_are_accepted(tmp_path: pathlib.Path) -> None:

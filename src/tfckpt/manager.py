@@ -106,8 +106,10 @@ class CheckpointManager:
         self._checkpoint = checkpoint
         self._clock = clock or time.time
         check_options(max_to_keep, keep_checkpoint_every_n_hours)
-        if not isinstance(checkpoint_name, str) or not checkpoint_name:
-            raise InvalidTypeError(f"checkpoint_name must be a non-empty str, got {checkpoint_name!r:.80}")
+        if not isinstance(checkpoint_name, str):
+            raise InvalidTypeError(f"checkpoint_name must be a str, got {checkpoint_name!r:.80}")
+        if not checkpoint_name:
+            raise InvalidArgumentError("checkpoint_name must not be empty (it starts every checkpoint's file names)")
         if checkpoint_interval is not None and not isinstance(checkpoint_interval, numbers.Integral):
             raise InvalidTypeError(f"checkpoint_interval must be an int or None, got {checkpoint_interval!r:.80}")
         if max_to_keep is not None and max_to_keep <= 0:

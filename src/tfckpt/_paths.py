@@ -39,7 +39,5 @@ def as_path(value: object, what: str = "path") -> str:
             return os.fsdecode(value)
         except (TypeError, UnicodeDecodeError):  # (__fspath__ returned no path; bytes the OS cannot decode)
             pass
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    raise InvalidTypeError(f"{what} must be a path (str, bytes or os.PathLike), got {type(value).__name__}: {shown}")
+    raise InvalidTypeError(f"{what} must be a path (str, bytes or os.PathLike), got {type(value).__name__}: "
+                           f"{value!r:.80}")

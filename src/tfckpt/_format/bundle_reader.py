@@ -139,8 +139,8 @@ class BundleReader(BulkReads):
                 raw = self._raw.get(name)
         if raw is None:
             if not isinstance(name, str):
-                raise InvalidTypeError(f"a tensor name must be a str, got {type(name).__name__}: {name!r:.80}",
-                                       path=self.prefix)
+                raise InvalidTypeError(f"a tensor name must be a str, got {type(name).__name__}: {name!r:.80} "
+                                       f"(reading checkpoint {self.prefix})", path=self.prefix)
             key = name.encode("utf-8", "surrogateescape")
             raw = self._table.get(key) if key and key[0] != 0 else None
         if raw is None:

@@ -23,9 +23,9 @@ from tfckpt._format.slices import TensorSlice, encode_slice_key
 from tfckpt._format.table import TableReader
 from tfckpt._format.v1 import V1Reader, v1_files
 from tfckpt._storage import read_whole_file
-from tfckpt.checkpoint_management import latest_checkpoint
 from tfckpt.dtypes import dtype_from_enum
 from tfckpt.errors import CheckpointError, NotFoundError
+from tfckpt.reader import resolve_checkpoint
 
 __all__ = ["Problem", "Report", "add_parser", "verify"]
 
@@ -82,16 +82,6 @@ class Report:
             self.problems.append(Problem(file, e, offset, key, severity))
 
 
-def _resolve(path: str) -> str:
-    if os.path.isdir(path):
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise NotFoundError(f"Couldn't find 'checkpoint' file or checkpoints in given directory {path}",
-                                path=path)
-        return latest
-    return path
-
-
 def _table_entries(data: bytes, path: str, rep: Report) -> list[tuple[bytes, bytes]] | None:
     """Every entry of a table, checking each block separately; None if the footer or index is unreadable."""
     try:
@@ -124,7 +114,7 @@ def verify(path: str) -> Report:
         >>> r = verify(p); (r.ok, r.tensors, r.bytes)
         (True, 1, 16)
     """
-    prefix = _resolve(path)
+    prefix = resolve_checkpoint(path)
     rep = Report(prefix)
     if os.path.isfile(prefix + ".index"):
         rep.format = "V2"

@@ -321,7 +321,8 @@ def NewCheckpointReader(filepattern: PathLike) -> CheckpointReader:
     return CheckpointReader(filepattern)
 
 
-def _resolve(ckpt_dir_or_file: PathLike) -> str:
+def resolve_checkpoint(ckpt_dir_or_file: PathLike) -> str:
+    """The checkpoint prefix a path names: a directory's latest checkpoint, else the path itself."""
     path = as_path(ckpt_dir_or_file, "ckpt_dir_or_file")
     if os.path.isdir(path):
         latest = latest_checkpoint(path)
@@ -334,7 +335,7 @@ def _resolve(ckpt_dir_or_file: PathLike) -> str:
 
 def load_checkpoint(ckpt_dir_or_file: PathLike) -> CheckpointReader:
     """A reader for a checkpoint prefix, or for the latest checkpoint of a directory."""
-    return CheckpointReader(_resolve(ckpt_dir_or_file))
+    return CheckpointReader(resolve_checkpoint(ckpt_dir_or_file))
 
 
 def load_variable(ckpt_dir_or_file: PathLike, name: str) -> Any:
@@ -359,7 +360,7 @@ def read(prefix: PathLike, names: list[str] | None = None, *, verify_crc: bool =
     (see :meth:`CheckpointReader.read_many`); with ``verify_crc=False`` too, opening a model
     for inference reads nothing but the index until the weights are used.
     """
-    with CheckpointReader(_resolve(prefix), verify_crc=verify_crc) as r, paused_gc():
+    with CheckpointReader(resolve_checkpoint(prefix), verify_crc=verify_crc) as r, paused_gc():
         return r.read_many(names, copy=copy)
 
 

@@ -17,7 +17,7 @@ from tfckpt import _state
 from tfckpt._paths import PathLike, as_path
 from tfckpt._transforms import can_cast, cast_array, check_policy
 from tfckpt.dtypes import as_dtype
-from tfckpt.errors import InvalidArgumentError
+from tfckpt.errors import InvalidArgumentError, InvalidTypeError
 from tfckpt.reader import load_checkpoint
 
 __all__ = ["init_from_checkpoint"]
@@ -109,6 +109,33 @@ def _partitions(name: str, store: Mapping[str, object]) -> list[_Dest] | None:
     return out
 
 
+def _check_shape(dest: _Dest, store: Mapping[str, object], ckpt_name: str,
+                 variable_map: Mapping[str, list[int]]) -> None:
+    """TensorFlow's error unless ``dest`` has the shape of checkpoint tensor ``ckpt_name``."""
+    if _dest_shape(dest, store) != tuple(variable_map[ckpt_name]):
+        raise InvalidArgumentError(
+            f"Shape of variable {_label(dest, store)} ({_tf_shape(_dest_shape(dest, store))}) "
+            f"doesn't match with shape of tensor {ckpt_name} ({variable_map[ckpt_name]}) from "
+            "checkpoint reader.", key=ckpt_name)
+
+
+def _pairs(assignment_map: object) -> list[tuple[str, Any]]:
+    """The (checkpoint name, target) pairs of a dict or a list of pairs, checked."""
+    items: list[Any]
+    if isinstance(assignment_map, Mapping):
+        items = list(assignment_map.items())
+    elif isinstance(assignment_map, Iterable) and not isinstance(assignment_map, (str, bytes)):
+        items = list(assignment_map)
+    else:
+        items = [None]  # (reported below)
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
+            raise InvalidTypeError(
+                "assignment_map must be a dict or a list of (checkpoint name, target) pairs, e.g. "
+                f"{{'old_scope/': 'new_scope/'}}; got {type(assignment_map).__name__} {assignment_map!r:.80}")
+    return [(k, v) for k, v in items]
+
+
 def init_from_checkpoint(
     ckpt_dir_or_file: PathLike,
     assignment_map: Mapping[str, Any] | Iterable[tuple[str, Any]],
@@ -155,7 +182,7 @@ def init_from_checkpoint(
     check_policy(dtype_policy)
     arg = as_path(ckpt_dir_or_file, "ckpt_dir_or_file") if isinstance(ckpt_dir_or_file, (bytes, os.PathLike)) \
         else ckpt_dir_or_file
-    items = list(assignment_map.items()) if isinstance(assignment_map, Mapping) else list(assignment_map)
+    items = _pairs(assignment_map)
     store = _state.flatten(target, sep="/")
     jobs: list[tuple[str, list[_Dest], bool]] = []
     with load_checkpoint(ckpt_dir_or_file) as reader:
@@ -180,11 +207,8 @@ def init_from_checkpoint(
                 if ckpt_name not in variable_map:
                     raise InvalidArgumentError(
                         f"Tensor {ckpt_name} is not found in {arg} checkpoint {variable_map}", key=ckpt_name)
-                if single and _dest_shape(var[0], store) != tuple(variable_map[ckpt_name]):
-                    raise InvalidArgumentError(
-                        f"Shape of variable {_label(var[0], store)} ({_tf_shape(_dest_shape(var[0], store))}) "
-                        f"doesn't match with shape of tensor {ckpt_name} ({variable_map[ckpt_name]}) from "
-                        "checkpoint reader.", key=ckpt_name)
+                if single:
+                    _check_shape(var[0], store, ckpt_name, variable_map)
                 jobs.append((ckpt_name, var, single))
                 continue
             scopes = current[: current.rindex("/")] if "/" in current else ""
@@ -211,6 +235,7 @@ def init_from_checkpoint(
                         f"Tensor {full} ({var_name[len(scopes) + 1:]} in {ckpt_name}) is not found in {arg} "
                         "checkpoint", key=full)
                 if var_name in store:
+                    _check_shape(("name", var_name), store, full, variable_map)
                     jobs.append((full, [("name", var_name)], True))
                 else:
                     jobs.append((full, _partitions(var_name, store) or [], False))

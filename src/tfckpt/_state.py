@@ -242,15 +242,22 @@ def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, s
         if missing:
             raise TensorNotFoundError(f"Key {missing[0]} not found in checkpoint", key=missing[0])
     dtype_errors: list[str] = []
-    shape_error: str | None = None
+    shape_error: tuple[str, str] | None = None
     for path, leaf in leaves.items():
         if path in values:
             err = _check(path, leaf, np.asarray(values[path]), dtype_errors)
-            shape_error = shape_error or err
+            if err is not None and shape_error is None:
+                shape_error = (path, err)
+            if _is_torch_tensor(leaf):
+                from tfckpt.adapters import torch as torch_adapter
+
+                why = torch_adapter.unassignable(leaf)  # type: ignore[arg-type]
+                if why is not None:
+                    raise InvalidArgumentError(f"{path}: {why}", key=path)
     if dtype_errors:
         raise InvalidArgumentError("\n".join(dtype_errors))
     if shape_error:
-        raise InvalidArgumentError(shape_error)
+        raise InvalidArgumentError(shape_error[1], key=shape_error[0])
 
 
 def _py_value(leaf: object, value: np.ndarray[Any, Any]) -> object:

@@ -31,7 +31,7 @@ import numpy as np
 
 from tfckpt._rules import Pattern
 from tfckpt.dtypes import DType, as_dtype
-from tfckpt.errors import InvalidArgumentError
+from tfckpt.errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
     "DTYPE_POLICIES",
@@ -237,6 +237,14 @@ class Cast(Transform):
         return f"cast->{self.dtype.name}"
 
 
+def _join_parts(parts: Sequence[Array], axis: int, what: str) -> Array:
+    """``parts`` concatenated along ``axis``, numpy's complaints (shapes, axis) as InvalidArgumentError."""
+    try:
+        return np.ascontiguousarray(np.concatenate(list(parts), axis=axis))
+    except (ValueError, IndexError) as e:  # (numpy's AxisError is both)
+        raise InvalidArgumentError(f"{what}: {e}") from None
+
+
 def _sections(total: int, sizes: Sequence[int] | None, parts: int, what: str) -> list[int]:
     if sizes is None:
         if total % parts:
@@ -275,7 +283,7 @@ class Split:
 
     def inverse(self, parts: Sequence[Array]) -> Array:
         """The parts joined back into one array."""
-        return np.ascontiguousarray(np.concatenate(list(parts), axis=self.axis))
+        return _join_parts(parts, self.axis, f"joining the split parts {self.targets} back into {self.source!r}")
 
     def describe(self) -> str:
         return f"split(axis={self.axis})"
@@ -295,14 +303,16 @@ class Concat:
 
     def forward(self, parts: Sequence[Array]) -> Array:
         """The parts (in ``sources`` order) joined."""
-        try:
-            return np.ascontiguousarray(np.concatenate(list(parts), axis=self.axis))
-        except ValueError as e:
-            raise InvalidArgumentError(f"concat into {self.target!r}: {e}") from None
+        return _join_parts(parts, self.axis, f"concat into {self.target!r}")
 
     def inverse(self, array: Array) -> list[Array]:
         """The array cut back into its parts (equal sizes unless ``sizes`` was given)."""
-        secs = _sections(array.shape[self.axis], self.sizes, len(self.sources), f"concat into {self.target!r}")
+        what = f"concat into {self.target!r}"
+        if not -array.ndim <= self.axis < array.ndim:
+            raise InvalidArgumentError(f"{what}: no axis {self.axis} in shape {list(array.shape)}", key=self.target)
+        if self.sizes is None and array.shape[self.axis] % len(self.sources):
+            what += " (parts of unequal sizes need Concat(..., sizes=[...]) to be cut back)"
+        secs = _sections(array.shape[self.axis], self.sizes, len(self.sources), what)
         cuts = np.cumsum(secs)[:-1]
         return [np.ascontiguousarray(p) for p in np.split(array, cuts, axis=self.axis)]
 
@@ -333,7 +343,8 @@ class TransformSet:
         """Give names matching ``pattern`` the ``transforms`` (applied in order on load)."""
         for t in transforms:
             if not isinstance(t, Transform):
-                raise InvalidArgumentError(f"not a Transform: {t!r}")
+                raise InvalidTypeError(f"transforms for {pattern!r}: not a Transform: {t!r:.80} (to use a function, "
+                                       "subclass tfckpt.Transform with forward and inverse)")
         self._entries.append((Pattern(pattern), list(transforms)))
         return self
 
@@ -376,8 +387,8 @@ class TransformSet:
         if isinstance(value, TransformSet):
             return value
         if not isinstance(value, Mapping):
-            raise InvalidArgumentError(f"transforms must be a TransformSet or a mapping, got {type(value).__name__}")
+            raise InvalidTypeError(f"transforms must be a TransformSet or a mapping, got {type(value).__name__}")
         ts = cls()
         for pattern, t in value.items():
-            ts.add(pattern, *([t] if isinstance(t, Transform) else list(t)))
+            ts.add(pattern, *(t if isinstance(t, (list, tuple)) else [t]))
         return ts

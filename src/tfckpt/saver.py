@@ -639,7 +639,9 @@ class Saver:
             except NotFoundError:
                 raise
             except InvalidArgumentError as e:
-                raise InvalidArgumentError(_GRAPH_MISMATCH + e.message, key=e.key, path=save_path) from None
+                where = f"\n\t [[restoring {e.key} from checkpoint {save_path}]]" if e.key and e.key not in e.message \
+                    else ""
+                raise InvalidArgumentError(_GRAPH_MISMATCH + e.message + where, key=e.key, path=save_path) from None
 
     def __repr__(self) -> str:
         n = "state" if self._entries is None else len(self._entries)

@@ -39,7 +39,7 @@ from tfckpt._rules import Rules
 from tfckpt._transforms import Transform, TransformSet, can_cast, cast_array, check_policy
 from tfckpt.bundle import write
 from tfckpt.dtypes import as_dtype
-from tfckpt.errors import InvalidArgumentError, TensorNotFoundError
+from tfckpt.errors import InvalidArgumentError, InvalidTypeError, TensorNotFoundError
 from tfckpt.reader import OBJECT_GRAPH_KEY, load_checkpoint
 
 __all__ = [
@@ -210,10 +210,15 @@ def restore_partial(
         InvalidArgumentError: with ``strict``, unexpected tensors or shape/dtype mismatches;
             always, conflicting rules (two names to one target). Nothing is assigned then.
     """
-    rules = Rules() if rules is None else rules
+    rules = _rules_arg(rules)
     ts = TransformSet.coerce(transforms)
     check_policy(dtype_policy)
     leaves = _state.flatten(target, sep=sep)
+    grows = _state.expandable_prefixes(target, sep=sep)  # optimizers: their saved state is taken whole
+
+    def grown(name: str) -> bool:
+        return any(not p or name.startswith(p + sep) for p in grows)
+
     with load_checkpoint(ckpt_dir_or_file) as reader:
         report = RestoreReport(checkpoint=reader.prefix)
         names = sorted(reader.get_variable_to_shape_map())
@@ -225,19 +230,29 @@ def restore_partial(
         report.missing = [t for t in leaves if t not in plan]
         values: dict[str, Array] = {}
         for t, (ckpts, build, steps) in plan.items():
-            if t not in leaves:
+            if t not in leaves and not grown(t):
                 report.unexpected.extend(c for c in ckpts if c not in report.unexpected)
                 continue
             for c in ckpts:
                 if c != t:
                     report.renamed[c] = f"{report.renamed[c]}+{t}" if c in report.renamed else t
-            value = build([_as_array(reader.get_tensor(c)) for c in ckpts])
-            steps = list(steps)
-            for tr in ts.for_name(t):
-                value = tr.forward(value)
-                steps.append(tr.describe())
-            want_dtype, want_shape = _state.leaf_spec(leaves[t])
             source = ckpts[0] if len(ckpts) == 1 else "+".join(ckpts)
+            steps = list(steps)
+            try:
+                value = build([_as_array(reader.get_tensor(c)) for c in ckpts])
+                for tr in ts.for_name(t):
+                    value = tr.forward(value)
+                    steps.append(tr.describe())
+            except InvalidArgumentError as e:
+                if e.key is not None and e.path is not None:
+                    raise
+                raise InvalidArgumentError(f"restoring {t!r} from {source!r} of checkpoint {reader.prefix}: "
+                                           f"{e.message}", key=t, path=reader.prefix) from None
+            if t not in leaves:  # (new state of an optimizer: nothing to check it against)
+                values[t] = value
+                report.loaded.append(t)
+                continue
+            want_dtype, want_shape = _state.leaf_spec(leaves[t])
             if want_shape is not None and tuple(value.shape) != want_shape:
                 report.shape_mismatches.append(Mismatch(t, source, _shape(want_shape), _shape(value.shape)))
                 continue
@@ -260,6 +275,17 @@ def restore_partial(
         raise InvalidArgumentError(msg)
     report.state = _state.assign(target, values, strict=False, sep=sep)
     return report
+
+
+def _rules_arg(rules: object) -> Rules:
+    """``rules`` (None: keep every name), checked to be a :class:`Rules`."""
+    if rules is None:
+        return Rules()
+    if not isinstance(rules, Rules):
+        hint = (" (for renames use tfckpt.Rules().map({...}) for whole names, or .sub()/.strip_prefix()/"
+                ".add_prefix() for scopes)" if isinstance(rules, Mapping) else "")
+        raise InvalidTypeError(f"rules must be a tfckpt.Rules, got {type(rules).__name__}{hint}")
+    return rules
 
 
 def _leaf_array(leaf: object) -> Array:
@@ -285,7 +311,7 @@ def export_partial(
         InvalidArgumentError: a rule or transform cannot be undone; with ``strict``, a name
             the rules cannot map back, or a split with some of its parts absent.
     """
-    rules = Rules() if rules is None else rules
+    rules = _rules_arg(rules)
     ts = TransformSet.coerce(transforms)
     split_of = {t: s for s in ts.splits for t in s.targets}
     concat_of = {c.target: c for c in ts.concats}

@@ -15,6 +15,7 @@ from tfckpt import errors
     [
         (errors.NotFoundError, (FileNotFoundError, OSError)),
         (errors.TensorNotFoundError, (FileNotFoundError, KeyError)),
+        (errors.CheckpointNotFoundError, (FileNotFoundError, ValueError)),
         (errors.InvalidArgumentError, (ValueError,)),
         (errors.InvalidTypeError, (ValueError, TypeError)),
         (errors.DataLossError, (ValueError,)),
@@ -42,3 +43,15 @@ def test_every_public_error_is_exported() -> None:
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.CheckpointError)
     assert tfckpt.errors is errors
+
+
+def test_a_directory_without_checkpoint_is_a_value_error_as_in_tensorflow(tmp_path) -> None:
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "gone"\n')  # (dangling: no such checkpoint)
+    for call in (tfckpt.load_checkpoint, tfckpt.list_variables, lambda d: tfckpt.load_variable(d, "w")):
+        for d in (tmp_path, tmp_path / "empty"):
+            d.mkdir(exist_ok=True)
+            with pytest.raises(ValueError, match="Couldn't find 'checkpoint' file or checkpoints in given directory") \
+                    as e:
+                call(str(d))
+            assert isinstance(e.value, errors.NotFoundError)
+            assert e.value.path == str(d)

@@ -30,12 +30,13 @@ def _trained(tmp_path: Path) -> tuple[str, torch.nn.Module, torch.optim.Optimize
 
 
 def test_restore_partial_gives_a_fresh_optimizer_its_saved_state(tmp_path: Path) -> None:
-    prefix, m, opt = _trained(tmp_path)
+    prefix, _m, opt = _trained(tmp_path)
     m2 = _net()
     opt2 = torch.optim.Adam(m2.parameters(), lr=0.5)
     assert len(opt2.state) == 0
     report = restore_partial(prefix, {"model": m2, "optimizer": opt2})  # strict: every tensor is used
-    assert report.ok and not report.unexpected
+    assert report.ok
+    assert not report.unexpected
     assert len(opt2.state) == len(opt.state) == 6
     for (_, a), (_, b) in zip(sorted(opt.state_dict()["state"].items()), sorted(opt2.state_dict()["state"].items())):
         for k in a:
@@ -92,7 +93,8 @@ def test_transform_errors_name_the_tensor_and_checkpoint(tmp_path: Path) -> None
     with pytest.raises(InvalidArgumentError, match=r"restoring '1.weight' from '1.weight' of checkpoint .*ck: "
                                                    r"no TensorFlow->torch kernel layout for shape \[4\]") as e:
         restore_partial(prefix, _net(), transforms={"*.weight": TorchKernel()}, strict=False)
-    assert e.value.key == "1.weight" and e.value.path == prefix
+    assert e.value.key == "1.weight"
+    assert e.value.path == prefix
 
 
 @pytest.mark.parametrize("amap", ["model/", [("a",)], [("a", "b", "c")], 3, [(1, "a")]])

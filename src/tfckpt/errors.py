@@ -24,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExistsError",
     "CheckpointError",
+    "CheckpointNotFoundError",
     "DataLossError",
     "FailedPreconditionError",
     "InternalError",
@@ -69,6 +70,11 @@ class CheckpointError(Exception):
 class NotFoundError(CheckpointError, FileNotFoundError):
     """A checkpoint, file or directory does not exist."""
 
+
+
+class CheckpointNotFoundError(NotFoundError, ValueError):
+    """A directory holds no checkpoint (also a ``ValueError``: TensorFlow's ``load_checkpoint``,
+    ``list_variables`` and ``load_variable`` raise one there)."""
 
 
 class TensorNotFoundError(NotFoundError, KeyError):

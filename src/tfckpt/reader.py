@@ -39,6 +39,7 @@ from tfckpt._proto import checkpoint_pb2, tensor_pb2
 from tfckpt.checkpoint_management import latest_checkpoint
 from tfckpt.dtypes import DType
 from tfckpt.errors import (
+    CheckpointNotFoundError,
     DataLossError,
     InvalidArgumentError,
     InvalidTypeError,
@@ -327,14 +328,20 @@ def resolve_checkpoint(ckpt_dir_or_file: PathLike) -> str:
     if os.path.isdir(path):
         latest = latest_checkpoint(path)
         if latest is None:
-            raise NotFoundError(f"Couldn't find 'checkpoint' file or checkpoints in given directory {path}",
-                                path=path)
+            raise CheckpointNotFoundError(
+                f"Couldn't find 'checkpoint' file or checkpoints in given directory {path}", path=path)
         return latest
     return path
 
 
 def load_checkpoint(ckpt_dir_or_file: PathLike) -> CheckpointReader:
-    """A reader for a checkpoint prefix, or for the latest checkpoint of a directory."""
+    """A reader for a checkpoint prefix, or for the latest checkpoint of a directory.
+
+    Raises:
+        CheckpointNotFoundError: a directory without a checkpoint (a ``ValueError`` and a
+            ``NotFoundError``: TensorFlow raises ``ValueError`` there).
+        NotFoundError: no checkpoint at the prefix.
+    """
     return CheckpointReader(resolve_checkpoint(ckpt_dir_or_file))
 
 

@@ -141,7 +141,7 @@ class V1Reader:
         try:
             return self._meta[name]
         except KeyError:
-            raise TensorNotFoundError(f"Key {name} not found in checkpoint", key=name, path=self.prefix) from None
+            raise TensorNotFoundError(f"{name} not found in checkpoint file", key=name, path=self.prefix) from None
 
     def dtype(self, name: str) -> DType:
         return dtype_from_enum(self._meta_of(name)[0])

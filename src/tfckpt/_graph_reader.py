@@ -383,6 +383,9 @@ def parse_meta_graph(data: bytes, *, path: str | None = None) -> MetaGraph:
         text = data.decode("utf-8")
         proto = meta_graph_pb2.MetaGraphDef()
         text_format.Parse(text, proto, allow_unknown_field=True)
+    except RecursionError:
+        raise DataLossError(f"Cannot parse file{f' {path}' if path else ''}: its text MetaGraphDef is nested too "
+                            "deeply", path=path) from None
     except (UnicodeDecodeError, text_format.ParseError) as e:
         where = f" {path}" if path else ""
         raise DataLossError(

@@ -16,7 +16,7 @@ from typing import Any
 
 from tfckpt._proto import meta_graph_pb2, tensor_pb2
 from tfckpt.dtypes import DType, dtype_from_enum
-from tfckpt.errors import InvalidArgumentError
+from tfckpt.errors import DataLossError, InvalidArgumentError
 
 __all__ = [
     "MetaInfo",
@@ -189,7 +189,18 @@ def attr_value(a: meta_graph_pb2.AttrValue) -> Any:
     return None
 
 
+# A string constant stored compressed (its last value repeated up to its shape, as TensorFlow
+# writes a saver's ``shape_and_slices``) is expanded up to this many elements; a graph
+# claiming more is corrupt or hostile (no saver restores millions of tensors in one op).
+MAX_REPEATED = 1 << 22
+
+
 def string_const(node: meta_graph_pb2.NodeDef | None) -> list[str] | None:
+    """The values of a string ``Const`` node (None for any other node).
+
+    Raises:
+        DataLossError: the constant's shape asks for more than ``MAX_REPEATED`` repeated values.
+    """
     if node is None or node.op != "Const" or "value" not in node.attr:
         return None
     t = node.attr["value"].tensor
@@ -199,6 +210,10 @@ def string_const(node: meta_graph_pb2.NodeDef | None) -> list[str] | None:
     n = 1
     for d in t.tensor_shape.dim:
         n *= d.size
+    if n > max(len(vals), MAX_REPEATED):
+        raise DataLossError(f"graph node {node.name!r}: a string constant of shape "
+                            f"{[d.size for d in t.tensor_shape.dim]} ({n} elements) from {len(vals)} values is "
+                            "too large to expand (corrupt or hostile graph)")
     if 0 < len(vals) < n:  # TensorFlow repeats the last value
         vals += [vals[-1]] * (n - len(vals))
     if not vals and n > 0:

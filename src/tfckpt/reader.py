@@ -140,7 +140,7 @@ class CheckpointReader:
                 raise DataLossError(
                     f"Unable to open table file {e.path or prefix}: {e.message}: perhaps your file is in a "
                     f"different file format and you need to use a different restore operator?",
-                    path=e.path or prefix,
+                    path=e.path or prefix, key=e.key, offset=e.offset,
                 ) from None
             self.format = "V1"
         self._names: list[str] | None = None

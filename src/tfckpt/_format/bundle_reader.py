@@ -93,6 +93,7 @@ class BundleReader(BulkReads):
         self._names: list[str] | None = None
         self._entries: dict[str, BundleEntry] = {}
         self._raw: dict[str, bytes] = {}
+        self._slice_sets: dict[str, frozenset[TensorSlice]] = {}
         self._misses = 0
 
     # -- index -----------------------------------------------------------
@@ -333,7 +334,10 @@ class BundleReader(BulkReads):
     def read_stored_slice(self, name: str, sl: TensorSlice) -> np.ndarray[Any, Any]:
         """One stored slice of a partitioned tensor, as it was saved."""
         e = self.entry(name)
-        if sl not in e.slices:
+        stored = self._slice_sets.get(name)
+        if stored is None:  # (a set: reading each of n slices in turn must not take n * n comparisons)
+            stored = self._slice_sets[name] = frozenset(e.slices)
+        if sl not in stored:
             raise TensorNotFoundError(f"Slice {sl.spec()} of {name!r} not found in checkpoint", key=name)
         return self._read_entry(name, self._stored_entry(name, e, sl))
 

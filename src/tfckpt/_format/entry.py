@@ -431,10 +431,28 @@ def validate_slices(shape: tuple[int, ...], slices: list[TensorSlice], *, key: s
         raise DataLossError(
             f"{path}: entry {key!r}: stored slices hold {volume} elements but the tensor has {total}; "
             f"they overlap", path=path, key=key)
-    if len(slices) > _MAX_PAIRWISE or not shape:
+    if len(slices) > _MAX_PAIRWISE or not shape or not slices:
         if not shape and len(slices) > 1:
             raise DataLossError(f"{path}: entry {key!r}: overlapping stored slices", path=path, key=key)
         return
+    pair = first_overlap(starts, stops)
+    if pair is not None:
+        raise DataLossError(
+            f"{path}: entry {key!r}: stored slices {slices[pair[0]].spec()!r} and "
+            f"{slices[pair[1]].spec()!r} overlap", path=path, key=key)
+
+
+def first_overlap(starts: list[list[int]], stops: list[list[int]]) -> tuple[int, int] | None:
+    """Indexes ``(i, j)`` of two boxes that overlap (box ``i`` spans ``starts[i][d]`` to
+    ``stops[i][d]`` in each dimension ``d``; empty boxes overlap nothing), or None.
+    Quadratic, with numpy: 128 boxes against all the others at a time.
+
+    Example:
+        >>> first_overlap([[0], [4], [2]], [[4], [8], [5]]), first_overlap([[0], [4]], [[4], [8]])
+        ((0, 2), None)
+    """
+    if not starts:
+        return None
     a = np.array(starts, dtype=np.int64)
     b = np.array(stops, dtype=np.int64)
     idx = np.flatnonzero(np.all(b > a, axis=1))
@@ -449,6 +467,6 @@ def validate_slices(shape: tuple[int, ...], slices: list[TensorSlice], *, key: s
         inter[rows - i, rows] = False
         if inter.any():
             r, c = np.argwhere(inter)[0]
-            raise DataLossError(
-                f"{path}: entry {key!r}: stored slices {slices[int(idx[r + i])].spec()!r} and "
-                f"{slices[int(idx[c])].spec()!r} overlap", path=path, key=key)
+            x, y = sorted((int(idx[r + i]), int(idx[c])))
+            return x, y
+    return None

@@ -93,6 +93,7 @@ class V1Reader:
         self._tables: list[TableReader] = []
         # name -> (dtype enum, full shape, [(slice, table index)])
         self._meta: dict[str, tuple[int, tuple[int, ...], list[tuple[TensorSlice, int]]]] = {}
+        self._slice_sets: dict[str, dict[TensorSlice, int]] = {}
         for i, path in enumerate(files):
             t = TableReader(read_whole_file(path), path=path, verify=verify_crc)
             self._tables.append(t)
@@ -129,6 +130,8 @@ class V1Reader:
                 for sp in tm.slice:
                     entry[2].append((_slice_from_proto(sp), i))
         for name, (_, shape, stored) in self._meta.items():
+            if not stored:
+                raise DataLossError(f"{self.prefix}: tensor {name!r} has no stored slices", path=self.prefix, key=name)
             validate_slices(shape, [s for s, _ in stored], key=name, path=self.prefix)
 
     def names(self) -> list[str]:
@@ -225,9 +228,12 @@ class V1Reader:
         return out
 
     def read_stored_slice(self, name: str, sl: TensorSlice) -> np.ndarray[Any, Any]:
-        for s, ti in self._meta_of(name)[2]:
-            if s == sl:
-                return self._read_stored(name, s, ti)
+        stored = self._slice_sets.get(name)
+        if stored is None:  # (a dict: reading each of n slices in turn must not take n * n comparisons)
+            stored = self._slice_sets[name] = dict(self._meta_of(name)[2])
+        ti = stored.get(sl)
+        if ti is not None:
+            return self._read_stored(name, sl, ti)
         raise TensorNotFoundError(f"Slice {sl.spec()} of {name!r} not found in checkpoint", key=name)
 
     def close(self) -> None:

@@ -105,3 +105,9 @@ def test_verify_finds_one_overlap_among_many_slices(tmp_path: Path) -> None:
     rep = verify(p)
     assert not rep.ok
     assert "slices 1497,1 and 1497,2 of 'p' overlap" in [q.message for q in rep.problems]
+
+
+def test_verify_absurd_shard_count_is_one_problem() -> None:
+    prefix = str(Path(__file__).parent / "hostile" / "absurd_num_shards" / "ckpt")
+    rep = verify(prefix)
+    assert [q.message for q in rep.problems] == ["invalid shard count 1000000000 in the bundle header"]

@@ -172,8 +172,11 @@ def _verify_v2(prefix: str, rep: Report) -> None:
         rep.add(e, index)
         return
     n = header.num_shards
+    if not 1 <= n <= 99999:
+        rep.add(f"invalid shard count {n} in the bundle header", index)
+        return
     sizes: dict[int, int] = {}
-    for s in range(max(0, min(n, 99999))):
+    for s in range(n):
         f = f"{prefix}.data-{s:05d}-of-{n:05d}"
         rep.files.append(f)
         try:

@@ -15,7 +15,7 @@ from tfckpt._format.v1_writer import write_v1
 from tfckpt._graph_values import MAX_REPEATED, string_const
 from tfckpt._proto import checkpoint_pb2, meta_graph_pb2, tensor_pb2
 from tfckpt.cli import main
-from tfckpt.errors import DataLossError
+from tfckpt.errors import DataLossError, NotFoundError
 
 
 def test_v1_tensor_listed_without_slices(tmp_path: Path) -> None:
@@ -111,3 +111,11 @@ def test_verify_absurd_shard_count_is_one_problem() -> None:
     prefix = str(Path(__file__).parent / "hostile" / "absurd_num_shards" / "ckpt")
     rep = verify(prefix)
     assert [q.message for q in rep.problems] == ["invalid shard count 1000000000 in the bundle header"]
+
+
+def test_glob_pattern_over_v2_checkpoints(tmp_path: Path) -> None:
+    for step in (1, 2):
+        tfckpt.Saver().save({"w": np.ones(2, np.float32)}, str(tmp_path / "ckpt"), global_step=step)
+    with pytest.raises(NotFoundError, match=r"Failed to find any matching files for .*ckpt-\* \(the pattern matches "
+                                            r"V2 checkpoints: pass one prefix, such as .*ckpt-1\)"):
+        tfckpt.CheckpointReader(str(tmp_path / "ckpt-*"))

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -130,8 +131,11 @@ class CheckpointReader:
                         f"checkpoint prefix)",
                         path=prefix,
                     )
+                v2 = sorted(glob.glob(prefix + ".index")) if any(c in prefix for c in "*?[") else []
+                hint = f" (the pattern matches V2 checkpoints: pass one prefix, such as {v2[0][:-6]})" if v2 else ""
                 raise NotFoundError(
-                    f"Unsuccessful TensorSliceReader constructor: Failed to find any matching files for {prefix}",
+                    f"Unsuccessful TensorSliceReader constructor: Failed to find any matching files for {prefix}"
+                    f"{hint}",
                     path=prefix,
                 )
             try:

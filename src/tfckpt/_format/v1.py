@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -57,12 +58,27 @@ _FIELD_BY_ENUM = {
 }
 
 
+# Files of V2 bundles and of the Saver around them, which a V1 pattern (``model.ckpt-*``) may match
+# but which are never V1 tables.
+_NOT_V1 = re.compile(r"(\.index|\.meta|\.data-\d{5}-of-\d{5}|\.tempstate\d*|(^|/)checkpoint)$")
+
+
 def v1_files(pattern: str) -> list[str]:
-    """The files a V1 checkpoint path names (itself, or the matches of its glob pattern)."""
+    """The files a V1 checkpoint path names (itself, or the matches of its glob pattern, but
+    for the files of V2 bundles: ``.index``, ``.data-*``, ``.meta``, ``checkpoint``).
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> for f in ("ckpt-1.index", "ckpt-1.data-00000-of-00001", "v1-00000-of-00001"):
+        ...     open(os.path.join(d, f), "wb").close()
+        >>> v1_files(os.path.join(d, "ckpt-*")), [os.path.basename(f) for f in v1_files(os.path.join(d, "*"))]
+        ([], ['v1-00000-of-00001'])
+    """
     if os.path.isfile(pattern):
         return [pattern]
     if any(c in pattern for c in "*?["):
-        return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+        return sorted(p for p in glob.glob(pattern) if os.path.isfile(p) and not _NOT_V1.search(p))
     return []
 
 

@@ -41,11 +41,44 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfckpt._paths import PathLike, as_path
-from tfckpt.errors import InvalidArgumentError, NotFoundError
+from tfckpt.errors import InvalidArgumentError, InvalidTypeError, NotFoundError
 
-__all__ = ["Pattern", "Rules"]
+__all__ = ["Pattern", "RuleUsage", "Rules"]
 
 _KINDS = ("include", "exclude", "sub", "strip_prefix", "add_prefix", "strip_suffix", "add_suffix", "map")
+
+
+def _check_str(value: object, what: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"{what} must be a string, got {value!r}")
+
+
+def _check_sub(pattern: str, repl: str) -> Pattern:
+    """The compiled ``pattern``, after checking that ``repl`` is a valid template for it."""
+    pat = Pattern("re:" + pattern)
+    try:
+        pat._re.sub(repl, "")  # (the template is compiled, and checked against the groups, even without a match)
+    except (re.error, IndexError) as e:
+        raise InvalidArgumentError(f"bad substitution {pattern!r} -> {repl!r}: {e}") from None
+    return pat
+
+
+def _is_str_pair(x: object) -> bool:
+    return isinstance(x, list) and len(x) == 2 and all(isinstance(s, str) for s in x)
+
+
+def _show(step: object) -> str:
+    """A rule as it reads in its JSON file (shortened)."""
+    try:
+        text = json.dumps(step, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(step)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _names(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(x) for x in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 class Pattern:
@@ -91,6 +124,35 @@ class _Step:
         if self.kind == "map":
             return f"map of {len(self.mapping)} names"
         return f"{self.kind} {self.text!r}"
+
+    def run_hit(self, name: str, used: list[bool]) -> tuple[str | None, bool]:
+        """Like :meth:`run`, also telling whether the step matched ``name``; for filters,
+        ``used[j]`` is set for every pattern ``j`` that matches (for ``map``, ``used`` is unused)."""
+        k = self.kind
+        if k in ("include", "exclude"):
+            hit = False
+            for j, p in enumerate(self.patterns):
+                if (hit and used[j]) or not p.matches(name):
+                    continue  # (a pattern already seen matching is not tried again after a hit)
+                used[j] = hit = True
+            if k == "include":
+                return (name if hit else None), hit
+            return (None if hit else name), hit
+        if k == "sub":
+            try:
+                new, n = self.patterns[0]._re.subn(self.repl, name)
+            except (re.error, IndexError) as e:
+                raise InvalidArgumentError(f"bad substitution {self.text!r} -> {self.repl!r}: {e}") from None
+            return new, n > 0
+        if k == "strip_prefix":
+            hit = name.startswith(self.text)
+        elif k == "strip_suffix":
+            hit = bool(self.text) and name.endswith(self.text)
+        elif k == "map":
+            hit = name in self.mapping
+        else:
+            hit = True
+        return self.run(name), hit
 
     def run(self, name: str) -> str | None:
         k = self.kind
@@ -154,35 +216,51 @@ class Rules:
         return self._add(_Step("exclude", tuple(Pattern(p) for p in patterns)))
 
     def sub(self, pattern: str, repl: str, *, inverse: tuple[str, str] | None = None) -> Rules:
-        """Replace every match of the regex ``pattern`` (``re.sub``); ``inverse`` undoes it for saving."""
+        """Replace every match of the regex ``pattern`` (``re.sub``); ``inverse`` undoes it for saving.
+
+        Raises:
+            InvalidArgumentError: ``pattern`` or ``repl`` is not a string or not valid (a bad
+                escape, a group the pattern does not have); a malformed ``inverse``.
+        """
+        _check_str(pattern, "the pattern of sub")
+        _check_str(repl, f"the repl of sub {pattern!r}")
         if inverse is not None:
-            if len(inverse) != 2 or not all(isinstance(s, str) for s in inverse):
-                raise InvalidArgumentError(f"inverse of sub {pattern!r} must be (pattern, repl), got {inverse!r}")
-            inverse = (str(inverse[0]), str(inverse[1]))
-        pat = Pattern("re:" + pattern)
+            if (not isinstance(inverse, (tuple, list)) or len(inverse) != 2
+                    or not all(isinstance(s, str) for s in inverse)):
+                raise InvalidTypeError(f"inverse of sub {pattern!r} must be (pattern, repl), got {inverse!r}")
+            inverse = (inverse[0], inverse[1])
+            _check_sub(*inverse)
+        pat = _check_sub(pattern, repl)
         return self._add(_Step("sub", (pat,), text=pattern, repl=repl, inverse=inverse))
 
     def strip_prefix(self, prefix: str) -> Rules:
         """Remove ``prefix`` from names that start with it (others pass unchanged)."""
-        return self._add(_Step("strip_prefix", text=str(prefix)))
+        _check_str(prefix, "strip_prefix")
+        return self._add(_Step("strip_prefix", text=prefix))
 
     def add_prefix(self, prefix: str) -> Rules:
         """Put ``prefix`` in front of every name."""
-        return self._add(_Step("add_prefix", text=str(prefix)))
+        _check_str(prefix, "add_prefix")
+        return self._add(_Step("add_prefix", text=prefix))
 
     def strip_suffix(self, suffix: str) -> Rules:
         """Remove ``suffix`` from names that end with it (others pass unchanged)."""
-        return self._add(_Step("strip_suffix", text=str(suffix)))
+        _check_str(suffix, "strip_suffix")
+        return self._add(_Step("strip_suffix", text=suffix))
 
     def add_suffix(self, suffix: str) -> Rules:
         """Append ``suffix`` to every name."""
-        return self._add(_Step("add_suffix", text=str(suffix)))
+        _check_str(suffix, "add_suffix")
+        return self._add(_Step("add_suffix", text=suffix))
 
     def map(self, mapping: Mapping[str, str]) -> Rules:
         """Rename exact names (``{"old": "new"}``); other names pass unchanged."""
         if not isinstance(mapping, Mapping):
-            raise InvalidArgumentError(f"map() takes a mapping, got {type(mapping).__name__}")
-        return self._add(_Step("map", mapping={str(k): str(v) for k, v in mapping.items()}))
+            raise InvalidTypeError(f"map() takes a mapping, got {type(mapping).__name__}")
+        for k, v in mapping.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise InvalidTypeError(f"map() takes names (strings) to names, got {k!r}: {v!r}")
+        return self._add(_Step("map", mapping=dict(mapping)))
 
     # -- using -------------------------------------------------------------
 
@@ -200,6 +278,16 @@ class Rules:
                 return None
             out = new
         return out
+
+    def usage(self) -> RuleUsage:
+        """A :class:`RuleUsage` that applies these rules and records which of them matched.
+
+        Example:
+            >>> u = Rules().strip_prefix("bert/").strip_prefix("roberta/").usage()
+            >>> u.apply("bert/w"), u.unused()
+            ('w', ["rule 1 (strip_prefix 'roberta/') matched nothing"])
+        """
+        return RuleUsage(self._steps)
 
     def apply_all(self, names: Iterable[str]) -> dict[str, str]:
         """``{old: new}`` for every kept name (in input order).
@@ -308,21 +396,28 @@ class Rules:
             arg = step[kind]
             try:
                 if kind in ("include", "exclude"):
-                    pats = [arg] if isinstance(arg, str) else list(arg)
-                    getattr(r, kind)(*pats)
+                    if isinstance(arg, str):
+                        arg = [arg]
+                    if not isinstance(arg, list) or not all(isinstance(a, str) for a in arg):
+                        raise InvalidTypeError(f"{kind!r} takes a pattern or a list of patterns (strings), got {arg!r}")
+                    getattr(r, kind)(*arg)
                 elif kind == "sub":
                     inv = step.get("inverse")
-                    if not isinstance(arg, Sequence) or isinstance(arg, str) or len(arg) != 2:
-                        raise InvalidArgumentError(f"'sub' takes [pattern, repl], got {arg!r}")
+                    if not _is_str_pair(arg):
+                        raise InvalidTypeError(f"'sub' takes [pattern, repl], got {arg!r} (two strings)")
+                    if inv is not None and not _is_str_pair(inv):
+                        raise InvalidTypeError(f"'inverse' takes [pattern, repl], got {inv!r} (two strings)")
                     r.sub(arg[0], arg[1], inverse=None if inv is None else (inv[0], inv[1]))
                 elif kind == "map":
+                    if not isinstance(arg, Mapping):
+                        raise InvalidTypeError(f"'map' takes an object of old name -> new name, got {arg!r}")
                     r.map(arg)
                 else:
                     if not isinstance(arg, str):
-                        raise InvalidArgumentError(f"{kind!r} takes a string, got {arg!r}")
+                        raise InvalidTypeError(f"{kind!r} takes a string, got {arg!r}")
                     getattr(r, kind)(arg)
-            except (InvalidArgumentError, TypeError, IndexError, KeyError) as e:
-                raise InvalidArgumentError(f"rule {i} ({kind}): {e}") from None
+            except InvalidArgumentError as e:
+                raise InvalidArgumentError(f"rule {i} ({kind}): {e.message}; the rule: {_show(step)}") from None
         return r
 
     @classmethod
@@ -341,10 +436,14 @@ class Rules:
             raise NotFoundError(f"rules file {p} not found", path=p) from None
         except OSError as e:
             raise InvalidArgumentError(f"cannot read rules file {p}: {e}", path=p) from None
+        except UnicodeDecodeError as e:
+            raise InvalidArgumentError(f"rules file {p} is not UTF-8 text: {e}", path=p) from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise InvalidArgumentError(f"rules file {p} is not JSON: {e}", path=p) from None
+        except RecursionError:
+            raise InvalidArgumentError(f"rules file {p}: JSON nested too deeply", path=p) from None
         try:
             return cls.from_dict(data)
         except InvalidArgumentError as e:
@@ -360,3 +459,53 @@ class Rules:
 
     def __repr__(self) -> str:
         return "Rules(" + "; ".join(self.steps) + ")"
+
+
+class RuleUsage:
+    """Applies a :class:`Rules`' steps like :meth:`Rules.apply` and records which matched a name.
+
+    A step *matches* a name that reaches it when it acts on it: a filter pattern matches it,
+    a ``sub`` pattern is found in it, the name starts (ends) with a ``strip_prefix``
+    (``strip_suffix``), it is a key of a ``map``; ``add_prefix``/``add_suffix`` match every
+    name that reaches them. The bookkeeping is a flag per step (and per pattern / map key),
+    so tracking costs next to nothing. Get one from :meth:`Rules.usage`.
+    """
+
+    def __init__(self, steps: Sequence[_Step]) -> None:
+        self._steps = list(steps)
+        self._hit = [False] * len(self._steps)
+        self._used: list[list[bool]] = [[False] * len(s.patterns) if s.kind in ("include", "exclude") else []
+                                        for s in self._steps]
+        self._keys: list[set[str]] = [set() for _ in self._steps]
+
+    def apply(self, name: str) -> str | None:
+        """The new name for ``name`` (as :meth:`Rules.apply`), recording the steps it matched."""
+        out = name
+        for i, step in enumerate(self._steps):
+            new, hit = step.run_hit(out, self._used[i])
+            if hit:
+                self._hit[i] = True
+                if step.kind == "map":
+                    self._keys[i].add(out)
+            if new is None:
+                return None
+            out = new
+        return out
+
+    def unused(self) -> list[str]:
+        """One line per step that matched no name so far, and per filter pattern or ``map``
+        name that did not (``"rule 2 (strip_prefix 'bert/') matched nothing"``)."""
+        out: list[str] = []
+        for i, step in enumerate(self._steps):
+            head = f"rule {i} ({step.describe()})"
+            if not self._hit[i]:
+                out.append(f"{head} matched nothing")
+            elif step.kind in ("include", "exclude"):
+                idle = [p.text for p, u in zip(step.patterns, self._used[i]) if not u]
+                if idle:
+                    word = "pattern" if len(idle) == 1 else "patterns"
+                    out.append(f"{head}: {word} {_names(idle)} matched nothing")
+            elif step.kind == "map" and len(self._keys[i]) < len(step.mapping):
+                idle = [k for k in step.mapping if k not in self._keys[i]]
+                out.append(f"{head}: {_names(idle)} matched nothing")
+        return out

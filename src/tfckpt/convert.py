@@ -10,11 +10,19 @@ Formats (chosen by extension, or explicitly):
   stream (no pickle ever). Types numpy cannot name (bfloat16, float8, int4) are
   stored as their raw bits (``uint16``/``uint8``) and listed in an extra member
   ``__tfckpt_dtypes__`` (a JSON string) so tfckpt reads them back exactly;
-  other tools see the raw bits. Strings become fixed-width ``bytes`` arrays
-  (refused if an element ends in a NUL byte, which that type cannot keep).
+  other tools see the raw bits. Strings become fixed-width ``bytes`` arrays; a
+  string tensor with an element ending in a NUL byte (which those arrays drop) is
+  stored with a 0x01 byte after every element and listed in ``__tfckpt_dtypes__``
+  as ``"string"``: tfckpt reads it back exactly, other tools see the extra byte.
 * ``torch`` (``.pt``, ``.pth``, ``.bin``): read with ``torch.load(weights_only=True)``
-  (memory-mapped when possible), written with ``torch.save`` of a dict of tensors.
-  No strings.
+  (memory-mapped when possible) and flattened as the Saver names state (nested dicts,
+  lists and tuples joined with ``"/"``; Python scalars become 0-d tensors; see
+  :func:`convert`), written with ``torch.save`` of a flat dict of tensors. No strings.
+
+Source entries that cannot be stored are never dropped silently: they are listed in
+:attr:`ConvertReport.not_stored`. Malformed sources (safetensors headers, ``.npz``
+members and their dtype table) raise :class:`~tfckpt.errors.DataLossError` naming the
+file and the tensor. The destination's parent directories are created.
 
 Memory: sources are read one tensor at a time (TF and safetensors through
 memory maps). Writing a TF checkpoint (a streaming :class:`tfckpt.BundleWriter`),
@@ -39,45 +47,49 @@ import os
 import struct
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from tfckpt._convert_sources import (
+    DTYPES_MEMBER,
+    FORMATS,
+    ST_DTYPES,
+    TensorMeta,
+    detect_format,
+    open_source,
+    torch_module,
+)
 from tfckpt._paths import PathLike, as_path
-from tfckpt._storage import LocalFile, write_file_atomic
-from tfckpt.dtypes import DType, as_dtype
-from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, UnimplementedError
+from tfckpt._storage import os_error, write_file_atomic
+from tfckpt.dtypes import DType
+from tfckpt.errors import (
+    DataLossError,
+    InvalidArgumentError,
+    UnimplementedError,
+)
+from tfckpt.reader import OBJECT_GRAPH_KEY
 
 __all__ = ["FORMATS", "ConvertReport", "TensorMeta", "convert", "detect_format", "open_source"]
-
-FORMATS = ("tf", "safetensors", "npz", "torch")
-_EXT = {".safetensors": "safetensors", ".npz": "npz", ".pt": "torch", ".pth": "torch", ".bin": "torch"}
-DTYPES_MEMBER = "__tfckpt_dtypes__"
-
-# TF dtype name <-> safetensors dtype string.
-_ST = {
-    "bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16", "int32": "I32",
-    "uint32": "U32", "int64": "I64", "uint64": "U64", "float16": "F16", "bfloat16": "BF16",
-    "float32": "F32", "float64": "F64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
-    "complex64": "C64",
-}
-_ST_BACK = {v: k for k, v in _ST.items()}
-
-
-@dataclass(frozen=True)
-class TensorMeta:
-    """A tensor's name, dtype and shape, known before its data is read."""
-
-    name: str
-    dtype: DType
-    shape: tuple[int, ...]
 
 
 @dataclass
 class ConvertReport:
-    """What :func:`convert` did."""
+    """What :func:`convert` did.
+
+    Attributes:
+        tensors, bytes: how many tensors were written, and their data bytes.
+        skipped: every source entry not written, in name order: dropped by the rules, or
+            listed in ``not_stored``.
+        not_stored: the entries the rules kept that were not written, with the reason:
+            ``None`` values, objects that are not tensors or scalars (``torch.dtype``, ...),
+            Python strings for a destination without strings, non-``.npy`` members of a zip.
+        renamed: ``{old: new}`` for every tensor the rules renamed.
+        unused_rules: one line per rule (or filter pattern, or ``map`` name) that matched no
+            entry of the source, e.g. ``"rule 2 (strip_prefix 'bert/') matched nothing"``.
+    """
 
     src_format: str
     dst_format: str
@@ -85,210 +97,34 @@ class ConvertReport:
     bytes: int = 0
     skipped: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
+    not_stored: dict[str, str] = field(default_factory=dict)
+    unused_rules: list[str] = field(default_factory=list)
 
-
-def detect_format(path: str, explicit: str | None = None) -> str:
-    """The format of ``path``: ``explicit`` if given, else by extension, else ``tf``.
-
-    Example:
-        >>> detect_format("m.safetensors"), detect_format("m.pth"), detect_format("train/ckpt-3")
-        ('safetensors', 'torch', 'tf')
-    """
-    if explicit:
-        if explicit not in FORMATS:
-            raise InvalidArgumentError(f"unknown format {explicit!r}; choose one of {', '.join(FORMATS)}")
-        return explicit
-    return _EXT.get(os.path.splitext(path)[1].lower(), "tf")
-
-
-# -- sources -------------------------------------------------------------------
-
-
-class Source:
-    """A tensor container read one tensor at a time."""
-
-    metas: list[TensorMeta]
-
-    def read(self, name: str) -> np.ndarray[Any, Any]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class _TFSource(Source):
-    def __init__(self, path: str) -> None:
-        from tfckpt.reader import load_checkpoint
-
-        self.reader = load_checkpoint(path)
-        shapes = self.reader.get_variable_to_shape_map()
-        dtypes = self.reader.get_variable_to_dtype_map()
-        self.metas = [TensorMeta(n, dtypes[n], tuple(shapes[n])) for n in sorted(shapes)]
-
-    def read(self, name: str) -> np.ndarray[Any, Any]:
-        return np.asarray(self.reader.get_tensor(name, copy=False))
-
-    def close(self) -> None:
-        self.reader.close()
-
-
-class _SafetensorsSource(Source):
-    def __init__(self, path: str) -> None:
-        self.file = LocalFile(path)
-        if self.file.size < 8:
-            raise DataLossError(f"{path}: too short to be a safetensors file", path=path)
-        (hlen,) = struct.unpack("<Q", self.file.read(0, 8))
-        if hlen > min(self.file.size - 8, 100 << 20):
-            raise DataLossError(f"{path}: bad safetensors header length {hlen}", path=path, offset=0)
-        try:
-            header = json.loads(self.file.read(8, hlen))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataLossError(f"{path}: safetensors header is not JSON: {e}", path=path, offset=8) from None
-        if not isinstance(header, dict):
-            raise DataLossError(f"{path}: safetensors header is not an object", path=path, offset=8)
-        self.base = 8 + hlen
-        self.where: dict[str, tuple[int, int]] = {}
-        self.metas = []
-        for name in sorted(k for k in header if k != "__metadata__"):
-            info = header[name]
-            try:
-                st, shape, (b, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
-            except (KeyError, TypeError, ValueError):
-                raise DataLossError(f"{path}: bad header entry for {name!r}", path=path, key=name) from None
-            if st not in _ST_BACK:
-                raise UnimplementedError(f"{path}: tensor {name!r} has safetensors dtype {st}, not supported",
-                                         path=path, key=name)
-            dt = as_dtype(_ST_BACK[st])
-            n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-            if not 0 <= b <= end or end - b != n * dt.size or self.base + end > self.file.size:
-                raise DataLossError(f"{path}: tensor {name!r} has bad data offsets [{b}, {end})",
-                                    path=path, key=name, offset=self.base + b)
-            self.where[name] = (b, end)
-            self.metas.append(TensorMeta(name, dt, shape))
-        self._by_name = {m.name: m for m in self.metas}
-
-    def read(self, name: str) -> np.ndarray[Any, Any]:
-        m = self._by_name[name]
-        b, e = self.where[name]
-        view = self.file.view(self.base + b, e - b)
-        return np.frombuffer(view, dtype=m.dtype.numpy_dtype).reshape(m.shape)
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    else:
-        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    return tuple(shape), dtype
-
-
-class _NpzSource(Source):
-    def __init__(self, path: str) -> None:
-        self.path = path
-        try:
-            self.zf = zipfile.ZipFile(path)
-        except FileNotFoundError:
-            raise NotFoundError(f"{path}: no such file", path=path) from None
-        except (zipfile.BadZipFile, OSError) as e:
-            raise DataLossError(f"{path}: not a .npz file ({e})", path=path) from None
-        members = {n[:-4]: n for n in self.zf.namelist() if n.endswith(".npy")}
-        self.special: dict[str, str] = {}
-        if DTYPES_MEMBER in members:
-            with self.zf.open(members.pop(DTYPES_MEMBER)) as f:
-                self.special = json.loads(str(np.lib.format.read_array(f, allow_pickle=False)))
-        self.members = members
-        self.metas = []
-        for name in sorted(members):
-            try:
-                with self.zf.open(members[name]) as f:
-                    shape, dtype = _npy_header(f)
-            except ValueError as e:
-                raise DataLossError(f"{path}: member {name!r}: {e}", path=path, key=name) from None
-            if name in self.special:
-                dt = as_dtype(self.special[name])
-            elif dtype.kind in "SUO":
-                if dtype.kind == "O":
-                    raise UnimplementedError(f"{path}: {name!r} is an object array (needs pickle; refused)",
-                                             path=path, key=name)
-                dt = as_dtype("string")
-            else:
-                dt = as_dtype(dtype)
-            self.metas.append(TensorMeta(name, dt, shape))
-        self._by_name = {m.name: m for m in self.metas}
-
-    def read(self, name: str) -> np.ndarray[Any, Any]:
-        m = self._by_name[name]
-        with self.zf.open(self.members[name]) as f:
-            arr = np.lib.format.read_array(f, allow_pickle=False)
-        if name in self.special:
-            return np.asarray(arr).view(m.dtype.numpy_dtype)
-        if arr.dtype.kind in "SU":
-            out = np.empty(arr.shape, dtype=object)
-            flat = [x.encode("utf-8") if isinstance(x, str) else bytes(x) for x in arr.reshape(-1).tolist()]
-            out.reshape(-1)[:] = flat
-            return out
-        return np.asarray(arr)
-
-    def close(self) -> None:
-        self.zf.close()
-
-
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise UnimplementedError("PyTorch files need torch: pip install torch") from None
-    return torch
-
-
-class _TorchSource(Source):
-    def __init__(self, path: str) -> None:
-        torch = _torch()
-        if not os.path.isfile(path):
-            raise NotFoundError(f"{path}: no such file", path=path)
-        try:
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:
-                obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
-        except Exception as e:
-            raise DataLossError(f"{path}: cannot load with torch.load(weights_only=True): "
-                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}", path=path) from None
-        for key in ("state_dict", "model_state_dict", "model"):
-            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-        if not isinstance(obj, dict):
-            raise InvalidArgumentError(f"{path}: holds a {type(obj).__name__}, not a state dict", path=path)
-        from tfckpt.adapters.torch import numpy_dtype
-
-        self.tensors: dict[str, Any] = {}
-        self.metas = []
-        for k in sorted(obj, key=str):
-            v = obj[k]
-            if isinstance(v, torch.Tensor):
-                self.tensors[str(k)] = v
-                self.metas.append(TensorMeta(str(k), as_dtype(numpy_dtype(v.dtype)), tuple(v.shape)))
-
-    def read(self, name: str) -> np.ndarray[Any, Any]:
-        from tfckpt.adapters.torch import to_numpy
-
-        return to_numpy(self.tensors[name])
-
-
-def open_source(path: str, fmt: str | None = None) -> Source:
-    """Open ``path`` for reading tensor by tensor (``fmt`` as :func:`detect_format`)."""
-    kind = detect_format(path, fmt)
-    return {"tf": _TFSource, "safetensors": _SafetensorsSource, "npz": _NpzSource, "torch": _TorchSource}[kind](path)
 
 
 # -- sinks -----------------------------------------------------------------------
 
 _Items = Iterable[tuple[TensorMeta, np.ndarray[Any, Any]]]
+
+
+def _write_new_file(dst: str, write: Callable[[Any], object]) -> None:
+    """``write_file_atomic``, creating ``dst``'s parent directories first (as a TF checkpoint does)."""
+    d = os.path.dirname(dst)
+    if d:
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise os_error(e, d, "cannot create directory") from None
+    write_file_atomic(dst, write)
+
+
+def _cannot_store(dtype: DType, fmt: str) -> str | None:
+    """Why ``fmt`` cannot hold ``dtype`` (None if it can)."""
+    if dtype.is_string and fmt in ("safetensors", "torch"):
+        return f"{fmt} cannot store strings"
+    if fmt == "safetensors" and dtype.name not in ST_DTYPES:
+        return f"safetensors cannot store {dtype.name}"
+    return None
 
 
 def _fixed(meta: TensorMeta, fmt: str) -> None:
@@ -302,7 +138,7 @@ def _write_safetensors(dst: str, metas: list[TensorMeta], items: _Items) -> None
     off = 0
     for m in metas:
         _fixed(m, "safetensors")
-        st = _ST.get(m.dtype.name)
+        st = ST_DTYPES.get(m.dtype.name)
         if st is None:
             raise UnimplementedError(f"tensor {m.name!r} has dtype {m.dtype.name}, which safetensors cannot store",
                                      key=m.name)
@@ -318,19 +154,20 @@ def _write_safetensors(dst: str, metas: list[TensorMeta], items: _Items) -> None
         for _m, arr in items:
             f.write(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)
 
-    write_file_atomic(dst, write)
+    _write_new_file(dst, write)
 
 
 _RAW_BITS = {2: np.uint16, 1: np.uint8}
 
 
 def _npz_array(m: TensorMeta, arr: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], bool]:
-    """The array to store for ``m`` and whether it is raw bits of a type numpy cannot name."""
+    """The array to store for ``m`` and whether ``__tfckpt_dtypes__`` must list it: raw bits of a
+    type numpy cannot name, or strings some of which end in a NUL byte (stored with one more
+    byte, 0x01, at the end of every element, which tfckpt removes on reading)."""
     if m.dtype.is_string:
         flat = arr.reshape(-1).tolist()
-        if any(x.endswith(b"\x00") for x in flat):
-            raise UnimplementedError(f"string tensor {m.name!r} has an element ending in a NUL byte, which .npz "
-                                     "bytes arrays cannot keep", key=m.name)
+        if any(x.endswith(b"\x00") for x in flat):  # (numpy's bytes arrays drop trailing NULs: end each with 0x01)
+            return np.array([x + b"\x01" for x in flat], dtype=np.bytes_).reshape(arr.shape), True
         return np.array(flat, dtype=np.bytes_).reshape(arr.shape), False
     if arr.dtype.type.__module__.startswith("ml_dtypes"):
         return arr.view(_RAW_BITS[arr.dtype.itemsize]), True
@@ -351,11 +188,11 @@ def _write_npz(dst: str, metas: list[TensorMeta], items: _Items) -> None:
                 with zf.open(DTYPES_MEMBER + ".npy", "w") as member:
                     np.lib.format.write_array(member, np.array(json.dumps(special)), allow_pickle=False)
 
-    write_file_atomic(dst, write)
+    _write_new_file(dst, write)
 
 
 def _write_torch(dst: str, metas: list[TensorMeta], items: _Items) -> None:
-    torch = _torch()
+    torch = torch_module()
     from tfckpt.adapters.torch import from_numpy
 
     state: dict[str, Any] = {}
@@ -365,7 +202,7 @@ def _write_torch(dst: str, metas: list[TensorMeta], items: _Items) -> None:
             warnings.simplefilter("ignore")
             t = from_numpy(arr)
         state[m.name] = t.reshape(arr.shape) if tuple(t.shape) != arr.shape else t  # 0-d arrays
-    write_file_atomic(dst, lambda f: torch.save(state, f))
+    _write_new_file(dst, lambda f: torch.save(state, f))
 
 
 def _write_tf(dst: str, metas: list[TensorMeta], items: _Items) -> None:
@@ -385,10 +222,10 @@ _SINKS: dict[str, Callable[[str, list[TensorMeta], _Items], None]] = {
 def _load_rules(rules: Any) -> Any:
     if rules is None or hasattr(rules, "apply"):
         return rules
-    try:
-        from tfckpt.transfer import Rules
-    except ImportError:
-        from tfckpt._rules import Rules
+    from tfckpt._rules import Rules
+
+    if isinstance(rules, (Mapping, list)):
+        return Rules.from_dict(rules)
     return Rules.from_file(as_path(rules, "rules"))
 
 
@@ -403,29 +240,65 @@ def convert(
 ) -> ConvertReport:
     """Copy every tensor of ``src`` into a new file/checkpoint ``dst``, renamed by ``rules``.
 
+    PyTorch sources are flattened the way :class:`tfckpt.Saver` names state, so a training
+    checkpoint keeps everything: ``{"model": sd, "optimizer": opt.state_dict(), "epoch": 3}``
+    gives ``model/<param>``, ``optimizer/state/0/exp_avg``, ``optimizer/param_groups/0/lr``,
+    ``optimizer/param_groups/0/betas/0`` and ``epoch`` (nested dicts, lists and tuples joined
+    with ``"/"``). A file holding only ``{"state_dict": sd}`` (or ``"model_state_dict"``,
+    ``"model"``) gives the names of ``sd``. Python scalars become 0-d tensors as the Saver
+    stores them (int: int64, float: float64, bool, str/bytes: string). What cannot be stored
+    -- ``None``, objects such as a ``torch.dtype``, strings for safetensors or torch, ints
+    beyond 64 bits -- is not written and is listed, with the reason, in
+    :attr:`ConvertReport.not_stored` (and in ``skipped``); nothing is dropped silently. So is
+    a TF2 checkpoint's object graph (``_CHECKPOINTABLE_OBJECT_GRAPH``, a string of TensorFlow
+    bookkeeping) when the destination cannot store strings (safetensors, torch).
+
+    The parent directories of ``dst`` are created, for every format.
+
     Args:
         src, dst: paths; formats by extension unless ``src_format``/``dst_format`` say otherwise.
-        rules: a ``tfckpt.Rules`` object or the path of a rules JSON file; a tensor whose new
-            name is None is skipped.
+        rules: a ``tfckpt.Rules`` object, its dict form, or the path of a rules JSON file; an
+            entry whose new name is None is skipped. Rules that match nothing are listed in
+            :attr:`ConvertReport.unused_rules`.
         progress: wraps the iteration over tensors (e.g. a progress bar).
 
     Raises:
-        UnimplementedError: a dtype (strings, complex128, ...) the destination cannot store.
-        InvalidArgumentError: two tensors renamed to the same name; unknown format.
+        UnimplementedError: a tensor of a dtype (strings, complex128, ...) the destination cannot store.
+        InvalidArgumentError: two entries named alike (by the rules, or by flattening); bad rules;
+            unknown format.
+        DataLossError: a corrupt or malformed source (named, with the tensor where it applies).
         AlreadyExistsError: never; ``dst`` is replaced atomically.
     """
     src, dst = as_path(src, "src"), as_path(dst, "dst")
     s_fmt, d_fmt = detect_format(src, src_format), detect_format(dst, dst_format)
     rule_obj = _load_rules(rules)
+    usage = rule_obj.usage() if rule_obj is not None and callable(getattr(rule_obj, "usage", None)) else None
+    apply: Callable[[str], str | None] | None = (
+        usage.apply if usage is not None else None if rule_obj is None else rule_obj.apply)
     report = ConvertReport(s_fmt, d_fmt)
     source = open_source(src, s_fmt)
     try:
         plan: list[tuple[TensorMeta, TensorMeta]] = []
         seen: dict[str, str] = {}
-        for m in source.metas:
-            new = rule_obj.apply(m.name) if rule_obj is not None else m.name
+        metas = {m.name: m for m in source.metas}
+        for name in sorted([*metas, *source.not_stored]):
+            new = apply(name) if apply is not None else name
             if new is None:
-                report.skipped.append(m.name)
+                report.skipped.append(name)
+                continue
+            m = metas.get(name)
+            why = source.not_stored.get(name)
+            if m is not None and name in source.scalars:
+                reason = _cannot_store(m.dtype, d_fmt)
+                if reason is not None:
+                    why = f"a {source.scalars[name]}; {reason}"
+            elif m is not None and name == OBJECT_GRAPH_KEY and s_fmt == "tf":
+                reason = _cannot_store(m.dtype, d_fmt)
+                if reason is not None:  # (TF2 bookkeeping, in every object-based checkpoint: not a weight)
+                    why = f"TensorFlow's object graph (TF2 bookkeeping, not a weight); {reason}"
+            if why is not None or m is None:
+                report.skipped.append(name)
+                report.not_stored[name] = why or "not stored"
                 continue
             if new in seen:
                 raise InvalidArgumentError(f"{m.name!r} and {seen[new]!r} would both be named {new!r}")
@@ -433,6 +306,8 @@ def convert(
             if new != m.name:
                 report.renamed[m.name] = new
             plan.append((m, TensorMeta(new, m.dtype, m.shape)))
+        if usage is not None:
+            report.unused_rules = usage.unused()
         out_metas = [o for _, o in plan]
         by_old = {m.name: o for m, o in plan}
 
@@ -449,6 +324,14 @@ def convert(
                 report.bytes += int(arr.nbytes) if arr.dtype.kind != "O" else sum(len(x) for x in arr.reshape(-1))
                 yield by_old[m.name], arr
 
+        if d_fmt != "tf":  # (a TF checkpoint keeps any bytes as a name; the other formats take text)
+            for o in out_metas:
+                try:
+                    o.name.encode("utf-8")
+                except UnicodeEncodeError:
+                    raw = o.name.encode("utf-8", "surrogateescape")
+                    raise UnimplementedError(f"tensor name {raw!r} is not UTF-8, which {d_fmt} names must be "
+                                             "(rename it with rules)", key=o.name) from None
         _SINKS[d_fmt](dst, out_metas, items())
     finally:
         source.close()

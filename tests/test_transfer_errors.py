@@ -138,3 +138,13 @@ def test_concat_inverse_errors() -> None:
     s = TransformSet().split("qkv", ["q", "k"], axis=2).splits[0]
     with pytest.raises(InvalidArgumentError, match="joining the split parts"):
         s.inverse([np.zeros(2), np.zeros(2)])
+
+
+def test_report_names_rules_that_matched_nothing(tmp_path: Path) -> None:
+    prefix = tfckpt.write({"bert/w": np.ones(2, np.float32)}, str(tmp_path / "ck"))
+    rules = Rules().strip_prefix("bret/").strip_prefix("bert/")
+    report = restore_partial(prefix, {"w": np.zeros(2, np.float32)}, rules=rules)
+    assert report.ok
+    assert report.unused_rules == ["rule 0 (strip_prefix 'bret/') matched nothing"]
+    assert report.to_dict()["unused_rules"] == report.unused_rules
+    assert "rules that matched nothing" in str(report)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,19 +295,7 @@ class Rules:
         Raises:
             InvalidArgumentError: two names map to one new name (both are named).
         """
-        out: dict[str, str] = {}
-        seen: dict[str, str] = {}
-        for n in names:
-            new = self.apply(n)
-            if new is None:
-                continue
-            if new in seen and seen[new] != n:
-                raise InvalidArgumentError(
-                    f"rules map both {seen[new]!r} and {n!r} to {new!r}", key=new
-                )
-            seen[new] = n
-            out[n] = new
-        return out
+        return _apply_all(self.apply, names)
 
     def inverse(self) -> Rules:
         """Rules mapping new names back to old ones (steps reversed, each undone).
@@ -461,6 +449,21 @@ class Rules:
         return "Rules(" + "; ".join(self.steps) + ")"
 
 
+def _apply_all(apply: Callable[[str], str | None], names: Iterable[str]) -> dict[str, str]:
+    """``{old: new}`` for every name ``apply`` keeps (see :meth:`Rules.apply_all`)."""
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for n in names:
+        new = apply(n)
+        if new is None:
+            continue
+        if new in seen and seen[new] != n:
+            raise InvalidArgumentError(f"rules map both {seen[new]!r} and {n!r} to {new!r}", key=new)
+        seen[new] = n
+        out[n] = new
+    return out
+
+
 class RuleUsage:
     """Applies a :class:`Rules`' steps like :meth:`Rules.apply` and records which matched a name.
 
@@ -491,6 +494,10 @@ class RuleUsage:
                 return None
             out = new
         return out
+
+    def apply_all(self, names: Iterable[str]) -> dict[str, str]:
+        """:meth:`Rules.apply_all`, recording the steps the names matched."""
+        return _apply_all(self.apply, names)
 
     def unused(self) -> list[str]:
         """One line per step that matched no name so far, and per filter pattern or ``map``

@@ -88,6 +88,9 @@ class RestoreReport:
         shape_mismatches / dtype_mismatches: :class:`Mismatch` entries (nothing assigned for them).
         renamed: checkpoint name -> target name, for names that changed.
         transformed: target name -> the transforms applied (``transpose[1, 0]``, ``cast float64->float32``).
+        unused_rules: one line per rule (filter pattern, ``map`` name) that matched no checkpoint
+            name, e.g. ``"rule 0 (strip_prefix 'bert/') matched nothing"``: a typo shows here
+            (it does not make the report fail).
         state: the restored state (the same object for mutable targets, a new one for immutable ones).
     """
 
@@ -100,6 +103,7 @@ class RestoreReport:
     dtype_mismatches: list[Mismatch] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
     transformed: dict[str, list[str]] = field(default_factory=dict)
+    unused_rules: list[str] = field(default_factory=list)
     state: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -120,6 +124,7 @@ class RestoreReport:
             "dtype_mismatches": [m._asdict() for m in self.dtype_mismatches],
             "renamed": dict(self.renamed),
             "transformed": {k: list(v) for k, v in self.transformed.items()},
+            "unused_rules": list(self.unused_rules),
         }
 
     def __str__(self) -> str:
@@ -141,6 +146,7 @@ class RestoreReport:
         )
         lines += _listing("renamed", [f"{k} -> {v}" for k, v in self.renamed.items()])
         lines += _listing("transformed", [f"{k}: {', '.join(v)}" for k, v in self.transformed.items()])
+        lines += _listing("rules that matched nothing", self.unused_rules)
         return "\n".join(lines)
 
 
@@ -222,7 +228,9 @@ def restore_partial(
     with load_checkpoint(ckpt_dir_or_file) as reader:
         report = RestoreReport(checkpoint=reader.prefix)
         names = sorted(reader.get_variable_to_shape_map())
-        mapping = rules.apply_all(n for n in names if n != OBJECT_GRAPH_KEY)
+        usage = rules.usage()
+        mapping = usage.apply_all(n for n in names if n != OBJECT_GRAPH_KEY)
+        report.unused_rules = usage.unused()
         report.skipped = [n for n in names if n not in mapping]
         plan = _plan(mapping, ts)
         used = {c for entry in plan.values() for c in entry[0]}

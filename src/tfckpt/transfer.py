@@ -200,7 +200,9 @@ def restore_partial(
     Args:
         ckpt_dir_or_file: a checkpoint prefix, or a directory (its latest checkpoint).
         target: a state (mapping of name -> array/tensor, torch module, JAX pytree, ...),
-            named as :func:`tfckpt._state.flatten` names it (``sep`` joins nested keys).
+            named as :func:`tfckpt._state.flatten` names it (``sep`` joins nested keys). An
+            object whose ``state_dict()`` grows on loading (a fresh optimizer) takes every
+            kept tensor under its name, as :meth:`tfckpt.Saver.restore` gives it.
         rules: which checkpoint names to take and their target names (default: all, unchanged).
         transforms: a :class:`TransformSet` or ``{target pattern: transform(s)}``.
         strict: raise unless every target value is loaded and every kept tensor is used.

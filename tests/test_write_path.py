@@ -165,3 +165,15 @@ def test_a_write_error_in_pieces_waits_for_the_worker_and_leaves_nothing(tmp_pat
         tfckpt.write({"big": np.ones(1 << 19, np.float32)}, str(tmp_path / "ck"), sync=False)
     assert calls[:4] == [[64 << 10]] * 4
     assert os.listdir(tmp_path) == []
+
+
+def test_rewriting_a_prefix_with_fewer_shards_removes_the_old_data_files(tmp_path) -> None:
+    state = {f"t{i}": np.full(1000, i, np.float32) for i in range(8)}
+    prefix = str(tmp_path / "ckpt")
+    tfckpt.write(state, prefix, num_shards=4)
+    (tmp_path / "ckpt.data-00000-of-00004.keep").write_bytes(b"not ours")  # (other names are left alone)
+    (tmp_path / "ckpt2.data-00000-of-00004").write_bytes(b"another prefix")
+    tfckpt.write(state, prefix)
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.data-00000-of-00001", "ckpt.data-00000-of-00004.keep",
+                                            "ckpt.index", "ckpt2.data-00000-of-00004"]
+    assert tfckpt.read(prefix)["t7"][0] == 7

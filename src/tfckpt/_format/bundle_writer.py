@@ -741,6 +741,7 @@ class BundleWriter:
                     remove_quietly(r)
                 remove_quietly(index_final)
             raise
+        _remove_stale_shards(prefix, self.num_shards)
         if self.sync:
             fsync_dir(d)
         return prefix
@@ -758,3 +759,20 @@ class BundleWriter:
         entries.sort(key=itemgetter(0))  # (keys are unique)
         w.add_many(entries)
         return w.finish()
+
+
+def _remove_stale_shards(prefix: str, num_shards: int) -> None:
+    """Remove data files of an earlier checkpoint at ``prefix`` with another shard count
+    (``prefix.data-00000-of-00004`` once a one-shard save replaced it): the new index,
+    committed already, names none of them, and nothing else would ever remove them."""
+    d, base = os.path.split(prefix)
+    lead = base + ".data-"
+    try:
+        names = [n for n in os.listdir(d or ".") if n.startswith(lead)]
+    except OSError:
+        return
+    for n in names:
+        tail = n[len(lead):]  # NNNNN-of-MMMMM
+        if len(tail) == 14 and tail[5:9] == "-of-" and tail[:5].isdigit() and tail[9:].isdigit() \
+                and int(tail[9:]) != num_shards:
+            remove_quietly(os.path.join(d, n))

@@ -248,7 +248,7 @@ def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, s
             err = _check(path, leaf, np.asarray(values[path]), dtype_errors)
             if err is not None and shape_error is None:
                 shape_error = (path, err)
-            if _is_torch_tensor(leaf):
+            if type(leaf) is not np.ndarray and _is_torch_tensor(leaf):
                 from tfckpt.adapters import torch as torch_adapter
 
                 why = torch_adapter.unassignable(leaf)  # type: ignore[arg-type]

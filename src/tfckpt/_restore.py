@@ -59,6 +59,9 @@ def _stored_specs(reader: CheckpointReader, keys: list[str]) -> dict[str, _Spec]
     return {k: (impl.dtype(k), tuple(impl.shape(k))) for k in keys if impl.has(k)}
 
 
+_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
 def _checkpoint_keys(reader: CheckpointReader, entries: list[Entry], specs: dict[str, _Spec]) -> list[str]:
     """The key to read for each entry; object-based checkpoints are remapped through their object graph.
     ``specs`` (those of the entries' own keys) gains the remapped keys'."""
@@ -72,7 +75,12 @@ def _checkpoint_keys(reader: CheckpointReader, entries: list[Entry], specs: dict
         "Restoring an object-based checkpoint using a name-based saver. This may be somewhat fragile, and will "
         "re-build the Saver. Instead, consider loading object-based checkpoints using tf.train.Checkpoint()."
     )
-    mapping = {a.full_name: a.checkpoint_key for node in graph.nodes for a in node.attributes}
+    # A variable's graph name (as TensorFlow's name-based Saver matches), else its object path
+    # (``model/dense/kernel`` for ``model/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE``: how a state
+    # dict names what a tf.train.Checkpoint saved).
+    keys_of = [a.checkpoint_key for node in graph.nodes for a in node.attributes]
+    mapping = {k[: -len(_VALUE_SUFFIX)]: k for k in keys_of if k.endswith(_VALUE_SUFFIX)}
+    mapping.update((a.full_name, a.checkpoint_key) for node in graph.nodes for a in node.attributes if a.full_name)
     unmatched = [k for k in missing if k not in mapping]
     if unmatched:
         have = {e.key for e in entries}

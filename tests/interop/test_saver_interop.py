@@ -190,6 +190,24 @@ def test_we_restore_tf2_object_based(tmp_path: Path) -> None:
     assert int(count.numpy()) == 9
 
 
+def test_our_manager_resumes_from_a_tf2_manager(tmp_path: Path) -> None:
+    class Model(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.kernel = tf.Variable(np.full((2, 3), 0.5, np.float32))  # (graph name "Variable": no match)
+
+    ckpt = tf.train.Checkpoint(model=Model(), v=tf.Variable(np.arange(3, dtype=np.float32)))
+    manager = tf.train.CheckpointManager(ckpt, str(tmp_path), max_to_keep=2)
+    manager.save()
+    manager.save()
+    state = {"model": {"kernel": np.zeros((2, 3), np.float32)}, "v": np.zeros(3, np.float32)}
+    ours = tfckpt.CheckpointManager(state, str(tmp_path), max_to_keep=2)
+    assert ours.restore_or_initialize() == str(tmp_path / "ckpt-2")  # (matched by object path)
+    assert state["model"]["kernel"].tolist() == [[0.5] * 3] * 2
+    assert state["v"].tolist() == [0.0, 1.0, 2.0]
+    ours.close()
+
+
 def test_tf_imports_our_meta_and_restores(tmp_path: Path) -> None:
     if not _has_meta_writer():
         pytest.skip("tfckpt.meta_graph.saver_meta_graph is not available")

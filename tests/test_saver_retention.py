@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -187,3 +189,42 @@ def test_pure_policies() -> None:
     r, behind = ManagerRetention.recover(2, 1.0, 100.0, ["a", "b", "c"], [5.0, 60.0], 10.0)
     assert not behind
     assert r.entries == [("b", 60.0)]
+
+
+def test_global_step_must_be_whole(tmp_path) -> None:
+    saver = tfckpt.Saver({"w": np.zeros(2, np.float32)})
+    prefix = str(tmp_path / "m")
+    assert saver.save(None, prefix, global_step=np.float32(13), write_meta_graph=False).endswith("m-13")
+    for bad in (12.7, np.float64("nan"), float("inf")):
+        with pytest.raises(tfckpt.errors.InvalidArgumentError, match="global_step must be a whole number"):
+            saver.save(None, prefix, global_step=bad, write_meta_graph=False)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "m-13.data-00000-of-00001", "m-13.index"]
+
+
+def test_clock_is_read_at_each_save(tmp_path, monkeypatch) -> None:
+    manager = tfckpt.CheckpointManager({"w": np.zeros(2, np.float32)}, str(tmp_path), max_to_keep=2)
+    monkeypatch.setattr(time, "time", lambda: 5000.0)
+    manager.save()
+    manager.close()
+    assert list(tfckpt.get_checkpoint_state(str(tmp_path)).all_model_checkpoint_timestamps) == [5000.0]
+
+
+def test_manager_state_entry_named_save_counter(tmp_path) -> None:
+    with pytest.raises(tfckpt.errors.InvalidArgumentError, match="the state has an entry 'save_counter'"):
+        tfckpt.CheckpointManager({"save_counter": np.int64(1)}, str(tmp_path), max_to_keep=2)
+
+
+def test_manager_restore_of_a_deleted_latest_checkpoint(tmp_path) -> None:
+    state = {"w": np.zeros(2, np.float32)}
+    m = tfckpt.CheckpointManager(state, str(tmp_path), max_to_keep=2)
+    path = m.save()
+    m.close()
+    for f in os.listdir(tmp_path):
+        if f.startswith("ckpt-1."):
+            os.remove(tmp_path / f)
+    m2 = tfckpt.CheckpointManager(state, str(tmp_path), max_to_keep=2)
+    with pytest.raises(tfckpt.errors.NotFoundError, match="Failed to find any matching files for .*ckpt-1 "
+                                                          r"\(the 'checkpoint' state file names it"):
+        m2.restore_or_initialize()
+    assert m2.latest_checkpoint == path
+    m2.close()

@@ -89,7 +89,8 @@ class DirectoryLock:
         return AlreadyExistsError(
             f"Checkpoint directory {self.directory} is locked by another writer ({who}). Two savers must not "
             f"write into one directory, or each would delete the other's checkpoints: stop or close the other "
-            f"one, or use another directory.",
+            f"one, or use another directory (a second series, such as a best-model Saver beside a "
+            f"CheckpointManager, goes into a subdirectory of its own: train/best).",
             path=self.directory,
         )
 

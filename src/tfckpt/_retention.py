@@ -27,11 +27,18 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from dataclasses import dataclass
 
 from tfckpt.errors import InvalidTypeError
 
-__all__ = ["Eviction", "ManagerRetention", "RetentionPolicy", "SaverRetention", "check_options"]
+__all__ = ["Eviction", "ManagerRetention", "RetentionPolicy", "SaverRetention", "check_options", "wall_clock"]
+
+
+def wall_clock() -> float:
+    """``time.time()``, looked up at each call (so a test that patches ``time.time`` after a
+    Saver or CheckpointManager is made still moves their clock, as it moves TensorFlow's)."""
+    return time.time()
 
 
 def check_options(max_to_keep: object, keep_checkpoint_every_n_hours: object) -> None:

@@ -29,21 +29,28 @@ import numbers
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from tfckpt._convert import to_array
 from tfckpt._paths import PathLike, as_path
-from tfckpt._retention import ManagerRetention, check_options
+from tfckpt._retention import ManagerRetention, check_options, wall_clock
 from tfckpt._storage import remove_quietly
 from tfckpt.checkpoint_management import (
+    checkpoint_exists,
     get_checkpoint_state,
     latest_checkpoint,
     update_checkpoint_state_internal,
 )
-from tfckpt.errors import CheckpointError, FailedPreconditionError, InvalidArgumentError, InvalidTypeError
+from tfckpt.errors import (
+    CheckpointError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    NotFoundError,
+)
 from tfckpt.reader import CheckpointReader
 from tfckpt.saver import Saver
 
@@ -103,8 +110,13 @@ class CheckpointManager:
         sync: bool = True,
         sharded: bool = False,
     ) -> None:
+        if isinstance(checkpoint, Mapping) and SAVE_COUNTER_KEY in checkpoint:
+            raise InvalidArgumentError(
+                f"the state has an entry {SAVE_COUNTER_KEY!r}, the name CheckpointManager stores its save count "
+                "under (TensorFlow's Checkpoint.save_counter) in every checkpoint: rename that entry",
+                key=SAVE_COUNTER_KEY)
         self._checkpoint = checkpoint
-        self._clock = clock or time.time
+        self._clock = clock or wall_clock
         check_options(max_to_keep, keep_checkpoint_every_n_hours)
         if not isinstance(checkpoint_name, str):
             raise InvalidTypeError(f"checkpoint_name must be a str, got {checkpoint_name!r:.80}")
@@ -149,8 +161,10 @@ class CheckpointManager:
         """Continue numbering from ``path``'s stored counter (TensorFlow keeps it in the Checkpoint object)."""
         try:
             with CheckpointReader(path) as r:
-                if r.has_tensor(SAVE_COUNTER_KEY):
-                    self.save_counter = int(np.asarray(r.get_tensor(SAVE_COUNTER_KEY)))
+                for key in (SAVE_COUNTER_KEY, SAVE_COUNTER_KEY + "/.ATTRIBUTES/VARIABLE_VALUE"):  # (ours, TF2's)
+                    if r.has_tensor(key):
+                        self.save_counter = int(np.asarray(r.get_tensor(key)))
+                        break
         except CheckpointError as e:
             logger.warning("cannot read the save counter of %s: %s", path, e)
 
@@ -280,6 +294,12 @@ class CheckpointManager:
         target = as_path(path, "path") if path is not None else self._latest_checkpoint
         if target is None:
             raise InvalidArgumentError("Can't load save_path when it is None.")
+        if not checkpoint_exists(target):  # (TensorFlow's Checkpoint.restore: a NotFoundError)
+            named = " (the 'checkpoint' state file names it, but its files are gone)" \
+                if target == self._latest_checkpoint else ""
+            raise NotFoundError(f"Error when restoring from checkpoint or SavedModel at {target}: Unsuccessful "
+                                f"TensorSliceReader constructor: Failed to find any matching files for {target}"
+                                f"{named}", path=target)
         restored = self._saver.restore(self._checkpoint, target)
         self._checkpoint = restored
         self._read_save_counter(target)

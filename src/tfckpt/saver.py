@@ -38,7 +38,6 @@ import logging
 import math
 import numbers
 import os
-import time
 from collections.abc import Callable, Mapping
 from itertools import repeat
 from operator import attrgetter, is_, itemgetter
@@ -54,7 +53,7 @@ from tfckpt._lock import DirectoryLock
 from tfckpt._paths import as_path
 from tfckpt._proto import meta_graph_pb2
 from tfckpt._restore import restore_entries
-from tfckpt._retention import SaverRetention, check_options
+from tfckpt._retention import SaverRetention, check_options, wall_clock
 from tfckpt._state import Entry, resolve_var_list, state_entries
 from tfckpt._storage import write_bytes_atomic
 from tfckpt.checkpoint_management import (
@@ -203,7 +202,7 @@ class Saver:
                 "var_list=None."
             )
         check_options(max_to_keep, keep_checkpoint_every_n_hours)
-        self._clock = clock or time.time
+        self._clock = clock or wall_clock
         self._sync = sync
         self._reshape = reshape
         self._restore_sequentially = restore_sequentially
@@ -332,7 +331,11 @@ class Saver:
         _, arr = to_array(global_step, "global_step")
         if arr.size != 1 or arr.dtype.kind not in "iufb":
             raise InvalidArgumentError(f"global_step must be a scalar number, got {arr!r}")
-        return int(arr.reshape(()).item())
+        value = arr.reshape(()).item()
+        if not math.isfinite(value) or value != int(value):
+            raise InvalidArgumentError(f"global_step must be a whole number, got {value!r} (the checkpoint's name "
+                                       "holds an integer step: a fraction would be cut off, and its name shared)")
+        return int(value)
 
     def _values(self, entries: list[Entry], sess: object) -> tuple[dict[str, object], list[object]]:
         flat = _state.flatten(sess) if sess is not None else {}

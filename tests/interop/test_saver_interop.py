@@ -205,6 +205,7 @@ def test_our_manager_resumes_from_a_tf2_manager(tmp_path: Path) -> None:
     assert ours.restore_or_initialize() == str(tmp_path / "ckpt-2")  # (matched by object path)
     assert state["model"]["kernel"].tolist() == [[0.5] * 3] * 2
     assert state["v"].tolist() == [0.0, 1.0, 2.0]
+    assert ours.save() == str(tmp_path / "ckpt-3")  # (numbering continues from TF's save_counter)
     ours.close()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tfckpt._cli_format import dump_json, fmt_num, print_line, progress, styled
+from tfckpt._cli_format import dump_json, fmt_num, print_line, progress, styled, tolerance
 from tfckpt.reader import CheckpointReader, load_checkpoint
 
 __all__ = ["EXIT_DIFFER", "EXIT_ERROR", "Change", "add_parser", "compare_values", "diff_readers"]
@@ -157,7 +157,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("a", help="first checkpoint (prefix or directory)")
     p.add_argument("b", help="second checkpoint (prefix or directory)")
-    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
-    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
+    p.add_argument("--atol", type=tolerance, default=0.0, help="absolute tolerance (default 0)")
+    p.add_argument("--rtol", type=tolerance, default=0.0, help="relative tolerance (default 0)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run, error_exit=EXIT_ERROR)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -141,6 +142,38 @@ def print_table(
         print(line(footer), file=out)
 
 
+def after_broken_pipe() -> int:
+    """Exit status 0 once stdout's reader went away (output piped into ``head``): stdout is
+    pointed at the null device so the flush at exit raises nothing."""
+    try:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (kept open until exit)
+    except OSError:
+        pass
+    return 0
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def tolerance(text: str) -> float:
+    """An argparse ``type``: a finite number of 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _rich_table(
     headers: Sequence[str],
     rows: Sequence[Sequence[str]],
@@ -155,8 +188,12 @@ def _rich_table(
 
     table = Table(title=title, show_footer=footer is not None, header_style="bold cyan")
     for i, h in enumerate(headers):
-        table.add_column(h, justify="right" if align[i] == "r" else "left",
-                         footer=footer[i] if footer else "", no_wrap=i == 0)
+        # The first column (names, often long) folds; the others (dtypes, shapes, numbers) keep
+        # their width, or a long name would squeeze them to nothing on a narrow terminal.
+        cells = [r[i] for r in rows if i < len(r)] + ([footer[i]] if footer else [])
+        width = None if i == 0 else min(MAX_ALIGN, max([len(h), *map(len, cells)]))
+        table.add_column(h, justify="right" if align[i] == "r" else "left", footer=footer[i] if footer else "",
+                         overflow="fold" if i == 0 else "ellipsis", no_wrap=i != 0, min_width=width)
     for j, r in enumerate(rows):
         table.add_row(*r, style=styles[j] if styles else None)
     Console(file=out, force_terminal=COLOR_MODE == "always" or None, highlight=False).print(table)

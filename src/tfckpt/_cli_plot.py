@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tfckpt._cli_format import dump_json, print_line, progress
+from tfckpt._cli_format import dump_json, positive_int, print_line, progress
 from tfckpt._cli_ls import scan
 from tfckpt.errors import InvalidArgumentError, NotFoundError, UnimplementedError
 from tfckpt.reader import CheckpointReader, load_checkpoint
@@ -92,7 +92,11 @@ def plot_histograms(path: str, out: str, *, scope: str = "", by_scope: bool = Fa
         ax = fig.add_subplot(rows, cols, i + 1)
         x = np.concatenate(groups[k])
         if x.size:
-            ax.hist(x, bins=bins, color="#3b75af")
+            try:
+                ax.hist(x, bins=bins, color="#3b75af")
+            except ValueError:  # (numpy cannot cut the range of a constant huge value into bins)
+                ax.text(0.5, 0.5, f"all in [{x.min():.6g}, {x.max():.6g}]:\ntoo narrow a range to bin",
+                        transform=ax.transAxes, ha="center", va="center", fontsize=8)
         ax.set_title(_short(k), fontsize=9)
         ax.tick_params(labelsize=7)
         ax.text(0.98, 0.95, f"n={x.size:,}\nμ={x.mean() if x.size else 0:.3g}\nσ={x.std() if x.size else 0:.3g}",
@@ -157,7 +161,25 @@ def plot_norms(directory: str, out: str, *, scope: str = "", by_scope: bool = Fa
             "series": {k: series[k] for k in keys}, "omitted": len(series) - len(keys)}
 
 
+def _output(path: str) -> str:
+    """``path``, given ``.png`` if it has no extension (matplotlib would add it); an error for a
+    format matplotlib cannot write."""
+    ext = os.path.splitext(path)[1][1:].lower()
+    if not ext:
+        return path + ".png"
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise UnimplementedError("plotting needs matplotlib: pip install tfckpt[plot]") from None
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if ext not in supported:
+        raise InvalidArgumentError(f"cannot write {path}: .{ext} is not an image format matplotlib writes "
+                                   f"(choose one of {', '.join('.' + e for e in sorted(supported))})", path=path)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
+    args.output = _output(args.output)
     if os.path.isdir(args.path):
         info = plot_norms(args.path, args.output, scope=args.scope, by_scope=args.by_scope,
                           max_plots=args.max_plots or 20)
@@ -184,7 +206,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="output image (.png; .svg/.pdf also work)")
     p.add_argument("--scope", default="", help="only tensors whose name starts with this")
     p.add_argument("--by-scope", action="store_true", help="one histogram/line per scope instead of per tensor")
-    p.add_argument("--max-plots", type=int, default=0, help="at most this many panels/lines (36 / 20)")
-    p.add_argument("--bins", type=int, default=50, help="histogram bins (default 50)")
+    p.add_argument("--max-plots", type=positive_int, default=0, help="at most this many panels/lines (36 / 20)")
+    p.add_argument("--bins", type=positive_int, default=50, help="histogram bins (default 50)")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=run)

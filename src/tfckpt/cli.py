@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -130,11 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tfckpt: error: {_one_line(str(e))}", file=sys.stderr)
         return error_exit
     except BrokenPipeError:  # output piped into `head` and the like: not an error
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silences the flush at exit)
-        except OSError:
-            pass
-        return 0
+        return _cli_format.after_broken_pipe()
     except OSError as e:  # e.g. an output directory that does not exist
         print(f"tfckpt: error: {e}", file=sys.stderr)
         return error_exit

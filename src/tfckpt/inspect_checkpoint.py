@@ -150,6 +150,8 @@ def print_tensors_in_checkpoint_file(
             print(e.message, file=out)
             return
         _print_error(e, file_name, out)
+    except BrokenPipeError:
+        raise  # (not the checkpoint's fault: main() exits quietly)
     except Exception as e:
         _print_error(e, file_name, out)
 
@@ -263,11 +265,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.file_name:
         print(USAGE)
         return 1
-    with printoptions(args.printoptions):
-        print_tensors_in_checkpoint_file(
-            args.file_name, args.tensor_name, args.all_tensors, args.all_tensor_names,
-            count_exclude_pattern=args.count_exclude_pattern,
-        )
+    try:
+        with printoptions(args.printoptions):
+            print_tensors_in_checkpoint_file(
+                args.file_name, args.tensor_name, args.all_tensors, args.all_tensor_names,
+                count_exclude_pattern=args.count_exclude_pattern,
+            )
+    except BrokenPipeError:  # piped into `head`
+        from tfckpt._cli_format import after_broken_pipe
+
+        return after_broken_pipe()
     return 0
 
 

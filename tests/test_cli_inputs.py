@@ -1,0 +1,70 @@
+"""Command-line inputs a usability review found mishandled: bad flag values, output formats,
+narrow terminals, pipes closed early, names .npz cannot hold."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tfckpt
+from tfckpt import inspect_checkpoint
+from tfckpt._cli_format import print_table
+from tfckpt.cli import main
+
+
+@pytest.fixture
+def ckpt(tmp_path: Path) -> str:
+    return tfckpt.write({"w": np.arange(10, dtype=np.float32), "big": np.full(4, 3e38, np.float32),
+                         "u": np.array([2**64 - 1], np.uint64)}, str(tmp_path / "ck"))
+
+
+@pytest.mark.parametrize("flag", [["--atol", "-1"], ["--atol", "nan"], ["--rtol", "-5"], ["--atol", "x"]])
+def test_diff_tolerances_are_checked(ckpt: str, flag: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["diff", ckpt, ckpt, *flag])
+    assert e.value.code == 2
+    assert "expected a" in capsys.readouterr().err
+    assert main(["diff", ckpt, ckpt, "--atol", "0.5"]) == 0
+
+
+def test_plot_inputs(ckpt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    for bins in ("0", "-3"):
+        with pytest.raises(SystemExit) as e:
+            main(["plot", ckpt, "-o", str(tmp_path / "p.png"), "--bins", bins])
+        assert e.value.code == 2
+    assert main(["plot", ckpt, "-o", str(tmp_path / "p.jpgx")]) == 1
+    assert ".jpgx is not an image format matplotlib writes" in capsys.readouterr().err
+    assert main(["plot", ckpt, "-o", str(tmp_path / "hist")]) == 0  # (a constant 3e38 cannot be binned)
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'hist.png'}"
+    assert (tmp_path / "hist.png").stat().st_size > 0
+
+
+def test_npz_member_names_are_limited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tfckpt.write({"n" * 70_000: np.ones(1, np.float32)}, str(tmp_path / "long"))
+    assert main(["convert", src, str(tmp_path / "o.npz")]) == 1
+    assert "is 70000 bytes long; .npz member names end at 65,531" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, s: str) -> int:
+        raise BrokenPipeError
+
+
+def test_inspect_checkpoint_into_a_closed_pipe(ckpt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    assert inspect_checkpoint.main([f"--file_name={ckpt}", "--all_tensors"]) == 0
+
+
+def test_rich_table_keeps_data_columns_beside_a_long_name() -> None:
+    pytest.importorskip("rich")
+    out = io.StringIO()
+    print_table(["name", "dtype", "shape"], [["layer/" * 40 + "kernel", "bfloat16", "[768,3072]"]],
+                out=out, color=True)
+    text = out.getvalue()
+    assert "bfloat16" in text
+    assert "[768,3072]" in text

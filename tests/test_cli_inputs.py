@@ -68,3 +68,27 @@ def test_rich_table_keeps_data_columns_beside_a_long_name() -> None:
     text = out.getvalue()
     assert "bfloat16" in text
     assert "[768,3072]" in text
+
+
+def test_diff_relative_difference_against_zero_and_infinities(tmp_path: Path) -> None:
+    from tfckpt._cli_diff import compare_values
+
+    assert compare_values(np.array([1e-30, 1.0]), np.array([0.0, 1.0]), 0.0, 0.0) == (1, 1e-30, float("inf"))
+    assert compare_values(np.array([np.inf]), np.array([-np.inf]), 0.0, 0.0) == (1, float("inf"), float("inf"))
+    assert compare_values(np.array([0.0, np.inf]), np.array([0.0, np.inf]), 0.0, 0.0) == (0, 0.0, 0.0)
+
+
+def test_bad_count_exclude_pattern_prints_nothing_first(ckpt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", ckpt, "--count-exclude-pattern", "("]) == 1
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    assert "bad regular expression" in cap.err
+
+
+def test_convert_into_a_directory_is_refused(ckpt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "d").mkdir()
+    for dst in (str(tmp_path / "new") + "/", str(tmp_path / "d")):
+        assert main(["convert", ckpt, dst]) == 1
+        assert "is a directory: give a file name or checkpoint prefix such as" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.data-00000-of-00001", "ck.index", "d"]

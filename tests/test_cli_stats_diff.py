@@ -135,4 +135,4 @@ def test_compare_values_nan_inf_and_big_ints():
     assert compare_values(np.array([np.inf]), np.array([-np.inf]), 0, 0)[0] == 1
     big = np.array([2**62, 2**62 + 1], np.int64)
     assert compare_values(big, big + np.array([0, 1]), 0, 0)[0] == 1
-    assert compare_values(np.array([True]), np.array([False]), 0, 0) == (1, 1.0, 0.0)
+    assert compare_values(np.array([True]), np.array([False]), 0, 0) == (1, 1.0, float("inf"))

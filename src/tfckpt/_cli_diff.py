@@ -50,12 +50,14 @@ class Change:
 def compare_values(a: Any, b: Any, atol: float, rtol: float) -> tuple[int, float | None, float | None]:
     """``(number of elements outside tolerance, max |a-b|, max |a-b|/|b|)`` of two same-shape arrays.
 
-    Strings compare by equality (the maxima are None). The relative difference is
-    taken over elements where ``b != 0``.
+    Strings compare by equality (the maxima are None). The relative difference of an
+    element is ``inf`` where ``b`` is 0 and ``a`` is not, and where the two differ by ``inf``.
 
     Example:
         >>> compare_values(np.array([1.0, 2.0, np.nan]), np.array([1.0, 2.5, np.nan]), 0.0, 0.0)
         (1, 0.5, 0.2)
+        >>> compare_values(np.array([1e-30, 1.0]), np.array([0.0, 1.0]), 0.0, 0.0)[2]
+        inf
     """
     a = np.asarray(a)
     b = np.asarray(b)
@@ -84,9 +86,9 @@ def compare_values(a: Any, b: Any, atol: float, rtol: float) -> tuple[int, float
         return bad, 0.0, 0.0
     max_abs = float(np.nanmax(absd)) if not np.isnan(absd).all() else float("nan")
     denom = np.abs(y)
-    nz = denom != 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        rel = absd[nz] / denom[nz]
+        rel = np.where(denom != 0, absd / np.where(denom != 0, denom, 1.0), np.where(absd > 0, np.inf, 0.0))
+    rel = np.where(np.isinf(absd), np.inf, rel)  # (inf against -inf, or against a finite value)
     max_rel = float(np.nanmax(rel)) if rel.size and not np.isnan(rel).all() else 0.0
     return bad, max_abs, max_rel
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +129,8 @@ def _tf_mode(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.count_exclude_pattern:
+        re.compile(args.count_exclude_pattern)  # (a bad pattern is reported before anything is printed)
     with load_checkpoint(args.path) as reader:
         if _tf_mode(args) and not args.json:
             with printoptions(args.printoptions):

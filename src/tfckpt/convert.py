@@ -271,6 +271,10 @@ def convert(
     """
     src, dst = as_path(src, "src"), as_path(dst, "dst")
     s_fmt, d_fmt = detect_format(src, src_format), detect_format(dst, dst_format)
+    if dst.endswith(("/", os.sep)) or os.path.isdir(dst):
+        hint = " such as " + os.path.join(dst, "ckpt") if d_fmt == "tf" else ""
+        raise InvalidArgumentError(f"destination {dst} is a directory: give a file name or checkpoint prefix{hint}",
+                                   path=dst)
     rule_obj = _load_rules(rules)
     usage = rule_obj.usage() if rule_obj is not None and callable(getattr(rule_obj, "usage", None)) else None
     apply: Callable[[str], str | None] | None = (

@@ -92,3 +92,13 @@ def test_convert_into_a_directory_is_refused(ckpt: str, tmp_path: Path, capsys: 
         assert "is a directory: give a file name or checkpoint prefix such as" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.data-00000-of-00001", "ck.index", "d"]
+
+
+def test_color_after_the_command(ckpt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from tfckpt.cli import build_parser
+
+    assert build_parser().parse_args(["inspect", ckpt, "--color", "never"]).color == "never"
+    assert build_parser().parse_args(["--color", "always", "inspect", ckpt]).color == "always"
+    assert build_parser().parse_args(["inspect", ckpt]).color == "auto"
+    assert main(["inspect", ckpt, "--color", "never"]) == 0
+    assert "float32" in capsys.readouterr().out

@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train the tutorial MLP in numpy, saving and resuming checkpoints")
     demo.add_argument("demo_args", nargs=argparse.REMAINDER)
     demo.set_defaults(func=_cmd_demo)
+    for name, cmd in sub.choices.items():  # (--color after the command too; its default stays the global one)
+        if name != "demo":
+            cmd.add_argument("--color", choices=("auto", "always", "never"), default=argparse.SUPPRESS,
+                             help="as before the command: auto, always, never")
     return p
 
 

@@ -102,3 +102,28 @@ def test_color_after_the_command(ckpt: str, capsys: pytest.CaptureFixture[str]) 
     assert build_parser().parse_args(["inspect", ckpt]).color == "auto"
     assert main(["inspect", ckpt, "--color", "never"]) == 0
     assert "float32" in capsys.readouterr().out
+
+
+def test_directory_whose_latest_checkpoint_is_gone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    saver = tfckpt.Saver({"w": np.ones(2, np.float32)})
+    saver.save(None, str(tmp_path / "model.ckpt"), global_step=50, write_meta_graph=False)
+    (tmp_path / "model.ckpt-50.index").unlink()
+    assert main(["inspect", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # (one line: no log line before it)
+    assert "(its 'checkpoint' file names " in err
+    assert "model.ckpt-50, whose files are missing)" in err
+
+
+def test_cleanup_of_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "f.txt").write_text("x")
+    assert main(["cleanup", str(tmp_path / "f.txt")]) == 1
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_output_encoding_that_cannot_show_a_name(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tfckpt.write({"名": np.ones(1, np.float32)}, str(tmp_path / "ck"))
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    assert main(["inspect", p, "--color", "never"]) == 1
+    assert "the output encoding cannot show a name" in capsys.readouterr().err

@@ -116,7 +116,8 @@ def cleanup(directory: PathLike, *, dry_run: bool = False, lock: bool = True) ->
     """
     directory = as_path(directory, "directory")
     if not os.path.isdir(directory):
-        raise NotFoundError(f"checkpoint directory {directory} does not exist", path=directory)
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise NotFoundError(f"checkpoint directory {directory} {what}", path=directory)
     if lock and not dry_run:
         with DirectoryLock(directory):
             return _cleanup(directory, dry_run=False)

@@ -134,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error_exit
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         return _cli_format.after_broken_pipe()
+    except UnicodeEncodeError as e:  # a name the terminal's encoding cannot show (PYTHONIOENCODING=ascii, ...)
+        print(f"tfckpt: error: the output encoding cannot show a name ({e.reason}: {e.object[e.start:e.end]!r}); "
+              "set PYTHONIOENCODING=utf-8", file=sys.stderr)
+        return error_exit
     except OSError as e:  # e.g. an output directory that does not exist
         print(f"tfckpt: error: {e}", file=sys.stderr)
         return error_exit

@@ -127,3 +127,18 @@ def test_output_encoding_that_cannot_show_a_name(tmp_path: Path, capsys: pytest.
     monkeypatch.setattr("sys.stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
     assert main(["inspect", p, "--color", "never"]) == 1
     assert "the output encoding cannot show a name" in capsys.readouterr().err
+
+
+def test_cleanup_dry_run_says_a_real_run_would_be_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tfckpt._lock import DirectoryLock
+
+    (tmp_path / "x.tempstate123").write_bytes(b"")
+    with DirectoryLock(str(tmp_path)):
+        assert main(["cleanup", str(tmp_path), "--dry-run"]) == 0
+        cap = capsys.readouterr()
+        assert "would remove" in cap.out
+        assert "a real cleanup would be refused now" in cap.err
+        assert main(["cleanup", str(tmp_path)]) == 1
+        capsys.readouterr()
+    assert main(["cleanup", str(tmp_path), "--dry-run"]) == 0
+    assert capsys.readouterr().err == ""

@@ -56,6 +56,15 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
     from tfckpt.cleanup import cleanup
 
     removed = cleanup(args.directory, dry_run=args.dry_run)
+    if args.dry_run:  # (a real run takes the writer lock: say now if it would be refused)
+        from tfckpt._lock import DirectoryLock
+        from tfckpt.errors import AlreadyExistsError
+
+        try:
+            with DirectoryLock(args.directory):
+                pass
+        except AlreadyExistsError as e:
+            print(f"tfckpt: warning: a real cleanup would be refused now: {_one_line(e.message)}", file=sys.stderr)
     if args.json:
         _cli_format.dump_json({"directory": args.directory, "dry_run": args.dry_run, "removed": removed})
         return 0

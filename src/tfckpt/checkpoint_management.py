@@ -182,14 +182,20 @@ def checkpoint_exists(checkpoint_prefix: PathLike) -> bool:
     return bool(glob.glob(prefix + ".index") or glob.glob(prefix))
 
 
+def named_checkpoint(checkpoint_dir: PathLike, latest_filename: str | None = None) -> tuple[str | None, str]:
+    """``(latest checkpoint or None, the path the state file names or "")``: what
+    :func:`latest_checkpoint` finds, and, when it finds nothing, which checkpoint is gone (no log)."""
+    state = get_checkpoint_state(checkpoint_dir, latest_filename)
+    named = str(state.model_checkpoint_path) if state is not None else ""
+    return (named if named and checkpoint_exists(named) else None), named
+
+
 def latest_checkpoint(checkpoint_dir: PathLike, latest_filename: str | None = None) -> str | None:
     """The newest complete checkpoint named by the state file in ``checkpoint_dir``, or None."""
-    state = get_checkpoint_state(checkpoint_dir, latest_filename)
-    if state and state.model_checkpoint_path:
-        if checkpoint_exists(state.model_checkpoint_path):
-            return str(state.model_checkpoint_path)
-        logger.error("Couldn't match files for checkpoint %s", state.model_checkpoint_path)
-    return None
+    latest, named = named_checkpoint(checkpoint_dir, latest_filename)
+    if latest is None and named:
+        logger.error("Couldn't match files for checkpoint %s", named)
+    return latest
 
 
 def get_checkpoint_mtimes(checkpoint_prefixes: Sequence[PathLike]) -> list[float]:

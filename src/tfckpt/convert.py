@@ -331,15 +331,15 @@ def convert(
         if d_fmt != "tf":  # (a TF checkpoint keeps any bytes as a name; the other formats take text)
             for o in out_metas:
                 try:
-                    o.name.encode("utf-8")
+                    size = len(o.name.encode("utf-8"))
                 except UnicodeEncodeError:
                     raw = o.name.encode("utf-8", "surrogateescape")
-                    raise UnimplementedError(f"tensor name {raw!r} is not UTF-8, which {d_fmt} names must be "
-                                             "(rename it with rules)", key=o.name) from None
-                if d_fmt == "npz" and len(o.name.encode("utf-8")) > 65535 - 4:  # (a zip member's name: 16 bits)
-                    raise UnimplementedError(f"tensor name {o.name[:60]!r}... is {len(o.name.encode('utf-8'))} "
-                                             "bytes long; .npz member names end at 65,531 (rename it with rules)",
-                                             key=o.name)
+                    raise UnimplementedError(f"{src}: tensor name {raw!r} is not UTF-8, which {d_fmt} names must "
+                                             "be (rename it with rules)", key=o.name, path=src) from None
+                if d_fmt == "npz" and size > 65535 - 4:  # (a zip member's name: 16 bits, ".npy" included)
+                    raise UnimplementedError(f"{src}: tensor name {o.name[:60]!r}... is {size} bytes long; .npz "
+                                             "member names end at 65,531 (rename it with rules)", key=o.name,
+                                             path=src)
         _SINKS[d_fmt](dst, out_metas, items())
     finally:
         source.close()

@@ -37,7 +37,7 @@ from tfckpt._format.v1 import V1Reader, v1_files
 from tfckpt._gcpause import paused_gc
 from tfckpt._paths import PathLike, as_path
 from tfckpt._proto import checkpoint_pb2, tensor_pb2
-from tfckpt.checkpoint_management import checkpoint_exists, get_checkpoint_state, latest_checkpoint
+from tfckpt.checkpoint_management import latest_checkpoint, named_checkpoint
 from tfckpt.dtypes import DType
 from tfckpt.errors import (
     CheckpointNotFoundError,
@@ -330,13 +330,12 @@ def resolve_checkpoint(ckpt_dir_or_file: PathLike) -> str:
     """The checkpoint prefix a path names: a directory's latest checkpoint, else the path itself."""
     path = as_path(ckpt_dir_or_file, "ckpt_dir_or_file")
     if os.path.isdir(path):
-        state = get_checkpoint_state(path)  # (latest_checkpoint, saying why in the error instead of a log line)
-        latest = state.model_checkpoint_path if state is not None else ""
-        if not latest or not checkpoint_exists(latest):
-            why = f" (its 'checkpoint' file names {latest}, whose files are missing)" if latest else ""
+        latest, named = named_checkpoint(path)  # (why in the error, not in a log line before it)
+        if latest is None:
+            why = f" (its 'checkpoint' file names {named}, whose files are missing)" if named else ""
             raise CheckpointNotFoundError(
                 f"Couldn't find 'checkpoint' file or checkpoints in given directory {path}{why}", path=path)
-        return str(latest)
+        return latest
     return path
 
 

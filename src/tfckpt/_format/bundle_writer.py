@@ -726,6 +726,7 @@ class BundleWriter:
                     raise os_error(e, final, "cannot rename into") from None
                 renamed.append(final)
             try:
+                replacing = os.path.exists(index_final)
                 os.replace(index_tmp, index_final)
             except OSError as e:
                 raise os_error(e, index_final, "cannot rename into") from None
@@ -741,7 +742,8 @@ class BundleWriter:
                     remove_quietly(r)
                 remove_quietly(index_final)
             raise
-        _remove_stale_shards(prefix, self.num_shards)
+        if replacing:  # (only a rewritten prefix can have an earlier checkpoint's shards: no listing per new save)
+            _remove_stale_shards(prefix, self.num_shards)
         if self.sync:
             fsync_dir(d)
         return prefix

@@ -22,7 +22,7 @@ from tfckpt._format.entry import BundleEntry, BundleHeader, encode_entry, entry_
 from tfckpt._format.table import TableReader, TableWriter
 from tfckpt._proto import checkpoint_pb2
 from tfckpt._storage import LocalFile
-from tfckpt.errors import DataLossError, InvalidArgumentError, NotFoundError, TensorNotFoundError
+from tfckpt.errors import DataLossError, InvalidArgumentError, InvalidTypeError, NotFoundError, TensorNotFoundError
 
 
 def _state(rng: np.random.Generator) -> dict[str, object]:
@@ -500,6 +500,24 @@ def test_read_many_golden_formats() -> None:
             bulk = r.read_many()
             for name in r.get_variable_to_shape_map():
                 _same(bulk[name], r.get_tensor(name))
+
+
+def test_read_many_takes_names_as_get_tensor_does() -> None:
+    # str or bytes names (TensorFlow's reader takes both), from a list or any iterable, in V1
+    # tables and V2 bundles alike; the result is keyed by the str names.
+    golden = Path(__file__).parent / "golden" / "tf2.21"
+    for case in ("saver_v1", "savev2_all_dtypes"):
+        prefix = str(golden / case / ("model.ckpt" if case == "saver_v1" else "ckpt"))
+        with tfckpt.CheckpointReader(prefix) as r:
+            names = sorted(r.get_variable_to_shape_map())[:3]
+            want = r.read_many(names)
+            for got in (r.read_many([n.encode() for n in names]), r.read_many(iter(names)),
+                        r.read_many(tuple(names))):
+                assert list(got) == names
+                for n in names:
+                    _same(got[n], want[n])
+            with pytest.raises(InvalidTypeError, match="must be a str"):
+                r.read_many([names[0], 3])  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize("case", ["saver_v1", "savev2_all_dtypes"])

@@ -258,10 +258,13 @@ class CheckpointReader:
         if not copy and out is not None:
             raise InvalidArgumentError(f"read_many of checkpoint {self.prefix}: copy=False returns views of the "
                                        "files; it cannot fill `out`", path=self.prefix)
+        if names is not None and not isinstance(names, (list, tuple)):
+            names = list(names)
+        if names is not None and not all(type(n) is str for n in names):
+            names = [_key(n, self.prefix) for n in names]  # bytes, as get_tensor takes them
         if isinstance(self._impl, BundleReader):
             return self._impl.read_many(names, out, copy=copy)
-        wanted = ([_key(n, self.prefix) for n in names] if names is not None else list(out) if out is not None
-                  else self._all_names())
+        wanted = list(names) if names is not None else list(out) if out is not None else self._all_names()
         result: dict[str, np.ndarray[Any, Any]] = {}
         for n in wanted:
             dest = out.get(n) if out is not None else None

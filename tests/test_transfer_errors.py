@@ -51,9 +51,11 @@ def test_inference_tensor_is_refused_before_anything_is_written(tmp_path: Path) 
         frozen = torch.zeros(2)
     for restore in (lambda s: restore_partial(prefix, s), lambda s: init_from_checkpoint(prefix, {"/": "/"}, s)):
         state = {"a": np.zeros(2, np.float32), "c": frozen}
-        with pytest.raises(InvalidArgumentError, match="c: cannot restore into an inference tensor") as e:
+        with pytest.raises(InvalidArgumentError, match="ck: cannot restore into an inference tensor") as e:
             restore(state)
         assert e.value.key == "c"
+        assert str(e.value).startswith(f"restoring c from checkpoint {prefix}: ")  # as the Saver's says
+        assert e.value.path == prefix
         assert state["a"].tolist() == [0.0, 0.0]  # untouched
 
 

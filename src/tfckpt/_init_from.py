@@ -258,9 +258,10 @@ def init_from_checkpoint(
                     by_name[dest[1]] = value
                 else:
                     direct.append((dest[1], value))
-    _state.validate(target, by_name, strict=False)
+        source = reader.prefix
+    _state.validate(target, by_name, strict=False, source=source)
     for obj, value in direct:
-        _state.validate({"v": obj}, {"v": value}, strict=False)
+        _state.validate({"v": obj}, {"v": value}, strict=False, source=source)
     for obj, value in direct:
         _state.assign({"v": obj}, {"v": value}, strict=False)
     return _state.assign(target, by_name, strict=False)

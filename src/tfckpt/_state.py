@@ -234,8 +234,10 @@ def _check(path: str, leaf: object, value: np.ndarray[Any, Any], dtype_errors: l
     return None
 
 
-def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, sep: str = "/") -> None:
-    """Raise the error :func:`assign` would raise, without changing anything."""
+def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, sep: str = "/",
+             source: str | None = None) -> None:
+    """Raise the error :func:`assign` would raise, without changing anything (``source``: the
+    checkpoint the values come from, for the messages)."""
     leaves = flatten(state, sep=sep)
     if strict:
         missing = [p for p in leaves if p not in values]
@@ -253,7 +255,8 @@ def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, s
 
                 why = torch_adapter.unassignable(leaf)  # type: ignore[arg-type]
                 if why is not None:
-                    raise InvalidArgumentError(f"{path}: {why}", key=path)
+                    where = f"restoring {path} from checkpoint {source}" if source else path
+                    raise InvalidArgumentError(f"{where}: {why}", key=path, path=source)
     if dtype_errors:
         raise InvalidArgumentError("\n".join(dtype_errors))
     if shape_error:
@@ -364,7 +367,8 @@ def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool
     raise InvalidArgumentError(f"cannot restore into a {type(node).__name__} at {path!r}")
 
 
-def assign(state: object, values: Mapping[str, Any], *, strict: bool = True, sep: str = "/") -> object:
+def assign(state: object, values: Mapping[str, Any], *, strict: bool = True, sep: str = "/",
+           source: str | None = None) -> object:
     """Write ``values`` (name -> numpy array) into ``state``; return the restored state.
 
     Mutable leaves are written in place; immutable ones (jax arrays, tuples, Python and
@@ -384,7 +388,7 @@ def assign(state: object, values: Mapping[str, Any], *, strict: bool = True, sep
             dtype int32``) or shape (``Assign requires shapes of both tensors to match. ...``)
             mismatch; nothing was changed.
     """
-    validate(state, values, strict=strict, sep=sep)
+    validate(state, values, strict=strict, sep=sep, source=source)
     return _rebuild(state, "", _Ctx(values, sep), None, False)
 
 

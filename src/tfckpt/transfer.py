@@ -283,7 +283,7 @@ def restore_partial(
         if report.missing:
             raise TensorNotFoundError(msg, key=report.missing[0])
         raise InvalidArgumentError(msg)
-    report.state = _state.assign(target, values, strict=False, sep=sep)
+    report.state = _state.assign(target, values, strict=False, sep=sep, source=report.checkpoint)
     return report
 
 

@@ -70,6 +70,18 @@ def test_rich_table_keeps_data_columns_beside_a_long_name() -> None:
     assert "[768,3072]" in text
 
 
+def test_plain_table_aligns_wide_characters_by_their_terminal_width() -> None:
+    from tfckpt._cli_format import display_width
+
+    out = io.StringIO()
+    print_table(["name", "dtype"], [["層/重み", "float32"], ["dense/kernel", "int64"], ["cafe\u0301/w", "bool"]],
+                align="ll", out=out, color=False)
+    lines = out.getvalue().splitlines()
+    # each row's dtype starts at the same terminal column (CJK takes two, a combining accent none)
+    starts = {display_width(line[: line.index(dt)]) for line, dt in zip(lines[1:], ["float32", "int64", "bool"])}
+    assert starts == {len("dense/kernel") + 2}
+
+
 def test_diff_relative_difference_against_zero_and_infinities(tmp_path: Path) -> None:
     from tfckpt._cli_diff import compare_values
 

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO, TypeVar
 
@@ -101,6 +102,19 @@ def fmt_num(x: float | int | None) -> str:
     return f"{float(x):.6g}"
 
 
+def display_width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: wide (CJK) characters take two, combining marks none.
+
+    Example:
+        >>> display_width("kernel"), display_width("層/重み"), display_width("e\u0301")
+        (6, 7, 1)
+    """
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
 def print_table(
     headers: Sequence[str],
     rows: Sequence[Sequence[str]],
@@ -123,14 +137,15 @@ def print_table(
     if color:
         _rich_table(headers, rows, align, footer, title, styles, out)
         return
-    widths = [len(h) for h in headers]
+    widths = [display_width(h) for h in headers]
     for r in [*rows, *([footer] if footer else [])]:
         for i, c in enumerate(r):
             if len(c) <= MAX_ALIGN:  # a huge cell overflows instead of widening every line
-                widths[i] = max(widths[i], len(c))
+                widths[i] = max(widths[i], display_width(c))
 
     def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(cells, widths, align)]
+        pads = [" " * max(0, w - display_width(c)) for c, w in zip(cells, widths)]
+        parts = [p + c if a == "r" else c + p for c, p, a in zip(cells, pads, align)]
         return "  ".join(parts).rstrip()
 
     if title:

@@ -58,6 +58,15 @@ def test_inspect_tree(ckpt, capsys, monkeypatch, tmp_path):
     )
 
 
+def test_inspect_tree_with_tensorflows_output_is_a_usage_error(ckpt, capsys):
+    for tf_option in (["--tf"], ["--all-tensors"], ["--tensor", "vocab"]):
+        assert main(["inspect", ckpt, "--tree", *tf_option]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert "--tree is tfckpt's table" in captured.err
+    assert main(["inspect", ckpt, "--tree", "--json"]) == 0  # (--json is one output whatever the view)
+
+
 def test_inspect_directory_resolves_latest(ckpt, capsys, tmp_path):
     tfckpt.update_checkpoint_state(str(tmp_path), ckpt)
     assert main(["inspect", str(tmp_path), "--all-tensor-names"]) == 0

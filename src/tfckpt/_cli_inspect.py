@@ -129,6 +129,10 @@ def _tf_mode(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tree and _tf_mode(args) and not args.json:
+        print("tfckpt inspect: error: --tree is tfckpt's table; TensorFlow's output (--tf, --tensor, --all-tensors, "
+              "--all-tensor-names, --count-exclude-pattern) has no tree", file=sys.stderr)
+        return 2
     if args.count_exclude_pattern:
         re.compile(args.count_exclude_pattern)  # (a bad pattern is reported before anything is printed)
     with load_checkpoint(args.path) as reader:

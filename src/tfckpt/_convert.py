@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tfckpt.dtypes import DType, as_dtype, dtype_of_numpy
-from tfckpt.errors import InvalidArgumentError, UnimplementedError
+from tfckpt.errors import CheckpointError, InvalidArgumentError, UnimplementedError
 
 __all__ = ["Typed", "framework_of", "to_array", "torch_adapter", "typed"]
 
@@ -125,7 +125,10 @@ def to_array(value: object, name: str = "") -> tuple[DType, np.ndarray[Any, Any]
     if fw == "torch":
         from tfckpt.adapters import torch as torch_adapter
 
-        value = torch_adapter.to_numpy(value)  # type: ignore[arg-type]
+        try:
+            value = torch_adapter.to_numpy(value)  # type: ignore[arg-type]
+        except CheckpointError as e:
+            raise type(e)(f"tensor {name!r}: {e.message}", key=name or None) from None
         dt = dtype_of_numpy(value.dtype)  # (C-contiguous, native order: as is unless strings)
         if dt is not None and not dt.is_string:
             return dt, value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -225,7 +226,8 @@ def _read_in_place(reader: CheckpointReader, targets: dict[str, np.ndarray[Any, 
 def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object, *,
                     reshape: bool = False, sequential: bool = False) -> Any:
     """Read ``entries`` from ``reader``, check them, and assign them (see :meth:`Saver.restore`)."""
-    flat = _state.flatten(sess) if sess is not None else {}
+    captured: dict[int, Any] = {}  # the state dicts whose tensors are read into, for load_state_dict
+    flat = _state.flatten(sess, captured=captured) if sess is not None else {}
     leaves = [_target_leaf(e, flat) for e in entries]
     if sess is not None:
         for e, leaf in zip(entries, leaves):
@@ -233,7 +235,13 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
                 raise NotFoundError(f"{e.target!r} is not a value of the state passed as `sess`", key=e.key)
     direct = _all_in_place(reader, entries, leaves)
     if direct is not None:
+        _touched(leaves)
+        if captured:  # (hooks run; objects whose state_dict() returned copies get the values)
+            return _state.assign(sess, {}, strict=False, source=reader.prefix, captured=captured)
         return sess if sess is not None else direct
+    for e, leaf in zip(entries, leaves):  # (before anything else asks a meta or lazy tensor its shape)
+        if (bad := _state.unassignable_error(e.key, leaf, reader.prefix)) is not None:
+            raise bad
     specs = _stored_specs(reader, [e.key for e in entries])
     keys = _checkpoint_keys(reader, entries, specs)
     leaf_specs = [(None, None) if leaf is None or e.expand else _state.leaf_spec(leaf)
@@ -266,30 +274,42 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
 
             torch_adapter.assign_(target, arr)  # type: ignore[arg-type]
         elif isinstance(target, np.ndarray) and target.flags.writeable:
-            target[...] = arr
+            if target.dtype.kind in "SU" and _state.fixed_width_strings(target, arr) is not target:
+                raise InvalidArgumentError(f"tensor_name = {e.key}; its strings are longer than the {target.dtype} "
+                                           "array given for it holds: give an array of dtype object", key=e.key)
+            if target.dtype.kind not in "SU":
+                target[...] = arr
         result[e.key] = arr
 
     # every shape error before anything is written
     shapes = [_check_shape(e, key, leaf, spec, specs[key][1], reshape)
               for e, key, leaf, spec in zip(entries, keys, leaves, leaf_specs)]
-    for e, leaf in zip(entries, leaves):
-        if (framework_of(leaf) == "torch" and _state._is_torch_tensor(leaf)
-                and (why := torch_adapter()[0].unassignable(leaf)) is not None):
-            raise InvalidArgumentError(f"restoring {e.key} from checkpoint {reader.prefix}: {why}", key=e.key,
-                                       path=reader.prefix)
     # Targets whose memory can take the stored bytes are read into directly, in one bulk read.
     inplace = _inplace_targets(entries, keys, leaves, specs)
     if inplace:
         _read_in_place(reader, {keys[i]: buf for i, buf in inplace.items()})
+        _touched([leaves[i] for i in inplace])
     for i, (e, key) in enumerate(zip(entries, keys)):
         buf = inplace.get(i)
         if buf is not None:
             result[e.key] = buf
             continue
         apply(e, _read_checked(reader, e, key, shapes[i]))
-        if sequential and state_values:
-            restored = _state.assign(restored, state_values, strict=False)
+        if sequential and state_values and not captured:  # (a state dict is loaded whole, at the end)
+            restored = _state.assign(restored, state_values, strict=False, source=reader.prefix)
             state_values.clear()
-    if state_values:
-        restored = _state.assign(restored, state_values, strict=False)
+    if state_values or captured:
+        restored = _state.assign(restored, state_values, strict=False, source=reader.prefix, captured=captured)
     return restored if sess is not None else result
+
+
+def _touched(leaves: list[object]) -> None:
+    """Bump the autograd version of the torch tensors read into in place, as ``copy_`` does (a
+    backward pass through a graph that used their old values then fails instead of mixing them)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    tensor = torch.Tensor
+    tensors = [leaf for leaf in leaves if isinstance(leaf, tensor)]
+    if tensors:
+        torch_adapter()[0].bump_versions(tensors)

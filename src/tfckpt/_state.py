@@ -41,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -82,13 +83,21 @@ def _is_jax_array(x: object) -> bool:
     return framework_of(x) == "jax" and hasattr(x, "shape") and hasattr(x, "dtype")
 
 
+_LEAF_TYPES: set[type] = {np.ndarray, *_PY_SCALARS}  # types seen to be leaves (whether one is depends on its type)
+
+
 def _is_leaf(x: object) -> bool:
-    return (
+    if type(x) in _LEAF_TYPES:  # (100,000 torch tensors: one set lookup each instead of four tests)
+        return True
+    leaf = (
         isinstance(x, (np.ndarray, np.generic, *_PY_SCALARS))
         or _is_variable(x)
         or _is_torch_tensor(x)
         or _is_jax_array(x)
     )
+    if leaf:
+        _LEAF_TYPES.add(type(x))
+    return leaf
 
 
 def _has_state_dict(x: object) -> bool:
@@ -103,7 +112,19 @@ def _join(path: str, key: object, sep: str) -> str:
     return f"{path}{sep}{key}" if path else str(key)
 
 
-def _walk(node: object, path: str, sep: str, out: dict[str, object], prefixes: list[str] | None) -> None:
+def _state_dict(node: Any, captured: dict[int, Any] | None) -> Any:
+    """``node.state_dict()``, taken once per restore: ``captured`` (id -> state dict) keeps the one
+    whose tensors a restore reads into, so that the same dict is handed to ``load_state_dict``."""
+    if captured is None:
+        return node.state_dict()
+    sd = captured.get(id(node))
+    if sd is None:
+        sd = captured[id(node)] = node.state_dict()
+    return sd
+
+
+def _walk(node: object, path: str, sep: str, out: dict[str, object], prefixes: list[str] | None,
+          captured: dict[int, Any] | None = None, in_sd: bool = False) -> None:
     if node is None:
         return
     if _is_leaf(node):
@@ -116,14 +137,16 @@ def _walk(node: object, path: str, sep: str, out: dict[str, object], prefixes: l
         out[path] = node
     elif isinstance(node, Mapping):
         for k, v in node.items():
-            _walk(v, _join(path, k, sep), sep, out, prefixes)
+            _walk(v, _join(path, k, sep), sep, out, prefixes, captured, in_sd)
     elif isinstance(node, (list, tuple)):
+        if prefixes is not None and in_sd and isinstance(node, list):
+            prefixes.append(path)  # (a list in a state dict may be longer in the checkpoint)
         for i, v in enumerate(node):
-            _walk(v, _join(path, i, sep), sep, out, prefixes)
+            _walk(v, _join(path, i, sep), sep, out, prefixes, captured, in_sd)
     elif _has_state_dict(node):
         if prefixes is not None and not _is_module(node):
             prefixes.append(path)
-        _walk(node.state_dict(), path, sep, out, prefixes)  # type: ignore[attr-defined]
+        _walk(_state_dict(node, captured), path, sep, out, prefixes, captured, True)
     else:
         where = f" at {path!r}" if path else ""
         raise InvalidArgumentError(
@@ -132,7 +155,7 @@ def _walk(node: object, path: str, sep: str, out: dict[str, object], prefixes: l
         )
 
 
-def flatten(state: object, *, sep: str = "/") -> dict[str, object]:
+def flatten(state: object, *, sep: str = "/", captured: dict[int, Any] | None = None) -> dict[str, object]:
     """Name -> leaf for every value in ``state`` (``None`` leaves skipped), in traversal order.
 
     Example:
@@ -140,16 +163,20 @@ def flatten(state: object, *, sep: str = "/") -> dict[str, object]:
         >>> list(flatten({"layers": [{"w": np.zeros(2)}, {"w": np.ones(2)}], "lr": 0.1}))
         ['layers/0/w', 'layers/1/w', 'lr']
 
+    ``captured`` (when given) records each ``state_dict()`` taken, by the id of its object,
+    and reuses those already there (see :func:`assign`).
+
     Raises:
         InvalidArgumentError: a value of an unsupported type, a bare leaf, or two leaves with one name.
     """
     out: dict[str, object] = {}
-    _walk(state, "", sep, out, None)
+    _walk(state, "", sep, out, None, captured)
     return out
 
 
 def expandable_prefixes(state: object, *, sep: str = "/") -> list[str]:
-    """Paths of objects whose ``state_dict()`` may grow on restore (optimizers, not modules).
+    """Paths of objects whose ``state_dict()`` may grow on restore (optimizers, not modules), and
+    of lists inside any state dict (an L-BFGS history, a module's extra state).
 
     A restore should read every checkpoint key under ``prefix + sep`` (or every key when a
     prefix is ``""``) so that a fresh optimizer gets its saved state back.
@@ -160,7 +187,7 @@ def expandable_prefixes(state: object, *, sep: str = "/") -> list[str]:
     """
     prefixes: list[str] = []
     _walk(state, "", sep, {}, prefixes)
-    return prefixes
+    return [p for p in prefixes if not any(q != p and (not q or p.startswith(q + sep)) for q in prefixes)]
 
 
 def leaf_spec(leaf: object) -> tuple[DType | None, tuple[int, ...] | None]:
@@ -234,11 +261,25 @@ def _check(path: str, leaf: object, value: np.ndarray[Any, Any], dtype_errors: l
     return None
 
 
+def unassignable_error(path: str, leaf: object, source: str | None) -> InvalidArgumentError | None:
+    """The error for restoring into a torch tensor that cannot take values in place (an inference,
+    meta, sparse, lazy or self-overlapping tensor), or None."""
+    if type(leaf) is np.ndarray or not _is_torch_tensor(leaf):
+        return None
+    from tfckpt.adapters import torch as torch_adapter
+
+    why = torch_adapter.unassignable(leaf)  # type: ignore[arg-type]
+    if why is None:
+        return None
+    where = f"restoring {path} from checkpoint {source}" if source else path
+    return InvalidArgumentError(f"{where}: {why}", key=path, path=source)
+
+
 def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, sep: str = "/",
-             source: str | None = None) -> None:
+             source: str | None = None, captured: dict[int, Any] | None = None) -> None:
     """Raise the error :func:`assign` would raise, without changing anything (``source``: the
-    checkpoint the values come from, for the messages)."""
-    leaves = flatten(state, sep=sep)
+    checkpoint the values come from, for the messages; ``captured``: see :func:`assign`)."""
+    leaves = flatten(state, sep=sep, captured=captured)
     if strict:
         missing = [p for p in leaves if p not in values]
         if missing:
@@ -247,16 +288,11 @@ def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, s
     shape_error: tuple[str, str] | None = None
     for path, leaf in leaves.items():
         if path in values:
+            if (bad := unassignable_error(path, leaf, source)) is not None:
+                raise bad
             err = _check(path, leaf, np.asarray(values[path]), dtype_errors)
             if err is not None and shape_error is None:
                 shape_error = (path, err)
-            if type(leaf) is not np.ndarray and _is_torch_tensor(leaf):
-                from tfckpt.adapters import torch as torch_adapter
-
-                why = torch_adapter.unassignable(leaf)  # type: ignore[arg-type]
-                if why is not None:
-                    where = f"restoring {path} from checkpoint {source}" if source else path
-                    raise InvalidArgumentError(f"{where}: {why}", key=path, path=source)
     if dtype_errors:
         raise InvalidArgumentError("\n".join(dtype_errors))
     if shape_error:
@@ -264,18 +300,22 @@ def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, s
 
 
 def _py_value(leaf: object, value: np.ndarray[Any, Any]) -> object:
+    """A Python scalar leaf's restored value: the stored one, as the Python number of its own type
+    (a learning rate saved as 0.125 comes back 0.125 into a leaf that held the int 1, as
+    ``load_state_dict`` would give it; casting it to the leaf's type would make it 0)."""
     item = value.reshape(()).item() if value.dtype != object else value.reshape(-1)[0]
     if isinstance(leaf, str):
         return item.decode("utf-8") if isinstance(item, bytes) else str(item)
     if isinstance(leaf, bytes):
         return bytes(item)
-    return type(leaf)(item)  # type: ignore[call-arg]
+    return item
 
 
 class _Ctx:
-    def __init__(self, values: Mapping[str, Any], sep: str) -> None:
+    def __init__(self, values: Mapping[str, Any], sep: str, captured: dict[int, Any] | None) -> None:
         self.values = values
         self.sep = sep
+        self.captured = captured
 
 
 def _new_leaf(leaf: object, value: np.ndarray[Any, Any], in_state_dict: bool) -> object:
@@ -295,6 +335,8 @@ def _new_leaf(leaf: object, value: np.ndarray[Any, Any], in_state_dict: bool) ->
 
         return jax_adapter.from_numpy(value, like=leaf)
     if isinstance(leaf, np.ndarray):
+        if leaf.dtype.kind in "SU":
+            return fixed_width_strings(leaf, value)
         if leaf.flags.writeable:
             leaf[...] = value
             return leaf
@@ -302,7 +344,44 @@ def _new_leaf(leaf: object, value: np.ndarray[Any, Any], in_state_dict: bool) ->
     return np.asarray(value, dtype=leaf.dtype).reshape(())[()]  # type: ignore[attr-defined]
 
 
+def _listify(node: dict[Any, Any]) -> dict[Any, Any]:
+    """Below ``node``, every dict whose keys are exactly 0..n-1 becomes a list."""
+    for k, v in node.items():
+        if isinstance(v, dict):
+            v = _listify(v)
+            node[k] = list(v.values()) if v and list(v) == list(range(len(v))) else v
+    return node
+
+
+def fixed_width_strings(leaf: np.ndarray[Any, Any], value: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Restored strings (an array of ``bytes``) for a numpy ``str_``/``bytes_`` array ``leaf``:
+    written into it when they fit its width, else a new array of the width they need (numpy
+    would cut them to the old width).
+
+    Example:
+        >>> a = np.array(["cat", "dog"])
+        >>> fixed_width_strings(a, np.array([b"ox", b"yak"], dtype=object)) is a, a.tolist()
+        (True, ['ox', 'yak'])
+        >>> fixed_width_strings(a, np.array([b"horse", b"zebra"], dtype=object)).tolist()
+        ['horse', 'zebra']
+    """
+    items = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in value.reshape(-1).tolist()]
+    new: np.ndarray[Any, Any]
+    if leaf.dtype.kind == "U":
+        new = np.array([v.decode("utf-8", "surrogateescape") for v in items] or [""], dtype=str)
+    else:
+        new = np.array(items or [b""], dtype=bytes)
+    new = new[: len(items)].reshape(value.shape)
+    if leaf.flags.writeable and new.dtype.itemsize <= leaf.dtype.itemsize:
+        leaf[...] = new
+        return leaf
+    return new
+
+
 def _expand(path: str, keys: list[str], ctx: _Ctx, torch_ctx: bool) -> dict[Any, Any]:
+    """The values of ``keys`` (under ``path``) as a new nested structure to merge into the
+    container at ``path``: integer path parts become int keys, and below the top level a
+    container whose keys are exactly 0..n-1 is a list (an L-BFGS history: ``old_dirs/0``...)."""
     out: dict[Any, Any] = {}
     for key in keys:
         rest = key[len(path) + len(ctx.sep):] if path else key
@@ -311,19 +390,29 @@ def _expand(path: str, keys: list[str], ctx: _Ctx, torch_ctx: bool) -> dict[Any,
         for part in parts[:-1]:
             node = node.setdefault(int(part) if part.isdigit() else part, {})
         value = np.asarray(ctx.values[key])
-        if torch_ctx and value.dtype != object:
-            from tfckpt.adapters import torch as torch_adapter
+        leaf: object = value
+        if value.dtype == object and value.shape == ():  # a string of the state: str, unless not UTF-8
+            leaf = value[()]
+            try:
+                leaf = leaf.decode("utf-8") if isinstance(leaf, bytes) else leaf
+            except UnicodeDecodeError:
+                pass
+        elif torch_ctx and value.dtype != object:
+            if value.shape == () and value.dtype == np.int64:
+                leaf = int(value)  # (a Python int of the state, as numpy stored it: L-BFGS's n_iter)
+            else:
+                from tfckpt.adapters import torch as torch_adapter
 
-            leaf: object = torch_adapter.from_numpy(value)
-        else:
-            leaf = value
+                leaf = torch_adapter.from_numpy(value)
         last = parts[-1]
         node[int(last) if last.isdigit() else last] = leaf
-    return out
+    return _listify(out)
 
 
-def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool) -> object:
-    """``sd``: None outside state_dicts; "module" / "other" inside one (others may grow)."""
+def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool, top: bool = False) -> object:
+    """``sd``: None outside state_dicts; "module" / "other" inside one (others may grow);
+    ``top``: ``node`` is a state dict itself (a new dict ``state_dict()`` made, updated in place
+    so that attributes such as a module's ``_metadata`` stay)."""
     sep = ctx.sep
     if node is None:
         return None
@@ -343,6 +432,8 @@ def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool
             if extra:
                 new.update(_expand(path, extra, ctx, torch_ctx))
         if isinstance(node, dict):
+            if sd is not None and not top:  # (inside a state dict: maybe the object's own, shared)
+                node = copy.copy(node)
             node.update(new)
             return node
         try:
@@ -350,8 +441,11 @@ def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool
         except TypeError:
             return new
     if isinstance(node, list):
-        for i, v in enumerate(node):
-            node[i] = _rebuild(v, _join(path, i, sep), ctx, sd, torch_ctx)
+        items = [_rebuild(v, _join(path, i, sep), ctx, sd, torch_ctx) for i, v in enumerate(node)]
+        if sd is not None:  # the checkpoint's list may be longer (a state dict's lists are rebuilt, not
+            items += _longer(path, len(node), ctx, torch_ctx)  # mutated: an object may share them)
+            return items
+        node[:] = items
         return node
     if isinstance(node, tuple):
         items = [_rebuild(v, _join(path, i, sep), ctx, sd, torch_ctx) for i, v in enumerate(node)]
@@ -361,19 +455,42 @@ def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool
     if _has_state_dict(node):
         kind = "module" if _is_module(node) else "other"
         is_torch = type(node).__module__.startswith("torch") or torch_ctx
-        new_sd = _rebuild(node.state_dict(), path, ctx, kind, is_torch)  # type: ignore[attr-defined]
-        node.load_state_dict(new_sd)  # type: ignore[attr-defined]
+        new_sd = _rebuild(_state_dict(node, ctx.captured), path, ctx, kind, is_torch, top=True)
+        try:
+            node.load_state_dict(new_sd)  # type: ignore[attr-defined]
+        except (ValueError, KeyError, IndexError, TypeError, RuntimeError) as e:
+            where = f" at {path!r}" if path else ""
+            raise InvalidArgumentError(
+                f"{type(node).__name__}.load_state_dict{where} refused the checkpoint's values (the state may be "
+                f"partly restored): {type(e).__name__}: {e}", key=path) from e
         return node
     raise InvalidArgumentError(f"cannot restore into a {type(node).__name__} at {path!r}")
 
 
+def _longer(path: str, have: int, ctx: _Ctx, torch_ctx: bool) -> list[Any]:
+    """The items ``have``, ``have + 1``, ... of the list at ``path`` that the values hold beyond it."""
+    head = path + ctx.sep if path else ""
+    extra = [k for k in ctx.values if k.startswith(head) and (i := k[len(head):].split(ctx.sep, 1)[0]).isdigit()
+             and int(i) >= have]
+    if not extra:
+        return []
+    grown = _expand(path, extra, ctx, torch_ctx)
+    if sorted(grown) != list(range(have, have + len(grown))):
+        raise InvalidArgumentError(f"the list at {path!r} holds {have} items, and the checkpoint items "
+                                   f"{sorted(grown)} beyond them: not one list", key=path)
+    return [grown[i] for i in sorted(grown)]
+
+
 def assign(state: object, values: Mapping[str, Any], *, strict: bool = True, sep: str = "/",
-           source: str | None = None) -> object:
+           source: str | None = None, captured: dict[int, Any] | None = None) -> object:
     """Write ``values`` (name -> numpy array) into ``state``; return the restored state.
 
     Mutable leaves are written in place; immutable ones (jax arrays, tuples, Python and
     numpy scalars) are replaced in a new pytree, which is returned (mutable dicts and
-    lists holding them are updated in place too).
+    lists holding them are updated in place too). Every object with ``state_dict()`` gets
+    ``load_state_dict`` called (its hooks run, and an object whose ``state_dict()`` returns
+    copies gets the values), even when no value of it is in ``values``: ``captured``, from the
+    :func:`flatten` whose leaves a caller filled in place, supplies those filled state dicts.
 
     Example:
         >>> import numpy as np
@@ -388,8 +505,8 @@ def assign(state: object, values: Mapping[str, Any], *, strict: bool = True, sep
             dtype int32``) or shape (``Assign requires shapes of both tensors to match. ...``)
             mismatch; nothing was changed.
     """
-    validate(state, values, strict=strict, sep=sep, source=source)
-    return _rebuild(state, "", _Ctx(values, sep), None, False)
+    validate(state, values, strict=strict, sep=sep, source=source, captured=captured)
+    return _rebuild(state, "", _Ctx(values, sep, captured), None, False)
 
 
 # -- what a Saver saves: checkpoint key -> target --------------------------------

@@ -52,13 +52,12 @@ from tfckpt.errors import (
     NotFoundError,
 )
 from tfckpt.reader import CheckpointReader
-from tfckpt.saver import Saver
+from tfckpt.saver import SAVE_COUNTER_KEY, Saver
 
 __all__ = ["CheckpointManager", "checkpoints_iterator", "wait_for_new_checkpoint"]
 
 logger = logging.getLogger("tfckpt")
 
-SAVE_COUNTER_KEY = "save_counter"
 
 # The manager of this process that writes into each directory (see CheckpointManager.save).
 _WRITERS: weakref.WeakValueDictionary[str, CheckpointManager] = weakref.WeakValueDictionary()

@@ -100,6 +100,10 @@ _V1_WARNING = (
     "*******************************************************"
 )
 
+SAVE_COUNTER_KEY = "save_counter"  # where CheckpointManager stores its count (TF2: + _VALUE_SUFFIX)
+# checkpoint keys that never belong to a state's objects (not handed to an optimizer restored whole)
+_NOT_STATE = frozenset({OBJECT_GRAPH_KEY, SAVE_COUNTER_KEY, SAVE_COUNTER_KEY + "/.ATTRIBUTES/VARIABLE_VALUE"})
+
 
 def _as_str(path: object) -> str:
     if isinstance(path, (str, bytes, os.PathLike)):
@@ -625,7 +629,7 @@ class Saver:
                 prefixes = _state.expandable_prefixes(sess)
                 if prefixes:
                     for name in reader.get_variable_to_shape_map():
-                        if name not in have and name != OBJECT_GRAPH_KEY and any(
+                        if name not in have and name not in _NOT_STATE and any(
                             not p or name.startswith(p + "/") for p in prefixes
                         ):
                             entries.append(Entry(name, name, None, expand=True))

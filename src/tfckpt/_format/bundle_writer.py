@@ -480,7 +480,10 @@ class BundleWriter:
                     adapter, tensor = torch_adapter()
                     tensor_to_numpy = adapter.to_numpy
                 if isinstance(value, tensor):
-                    value = tensor_to_numpy(value)  # (what add would do: shares the tensor's memory)
+                    try:
+                        value = tensor_to_numpy(value)  # (what add would do: shares the tensor's memory)
+                    except CheckpointError:
+                        pass  # (add raises it again, naming the tensor)
             if fast and type(name) is str and name and name[0] != "\x00" and type(value) is np.ndarray:
                 key = name_key(name)  # (raises what add would for a name UTF-8 cannot encode)
                 if key > last and value.flags.c_contiguous and (dtype := plain.get(value.dtype)) is not None:

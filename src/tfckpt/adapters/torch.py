@@ -74,6 +74,11 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
         raise InvalidArgumentError(f"expected a torch.Tensor, got {type(t).__name__}")
     if t.layout != torch.strided:
         raise UnimplementedError(f"cannot store a {t.layout} tensor; convert it with .to_dense() first")
+    if is_lazy(t):
+        raise InvalidArgumentError("cannot store an uninitialized parameter of a lazy module (torch.nn.Lazy*): "
+                                   "run one forward pass first, so that it has its shape and values")
+    if t.is_meta:
+        raise InvalidArgumentError("cannot store a tensor on the meta device: it has a shape but no values")
     x = t.detach() if t.requires_grad else t
     if not x.is_cpu:
         x = x.cpu()
@@ -95,6 +100,8 @@ def to_numpy(t: torch.Tensor) -> np.ndarray[Any, Any]:
 def inplace_numpy(t: torch.Tensor) -> np.ndarray[Any, Any] | None:
     """A writeable numpy array over ``t``'s own memory (dense contiguous CPU tensors of a dtype
     TensorFlow has), so restoring can read into it directly; None otherwise."""
+    if is_lazy(t):
+        return None
     if type(t) is torch.Tensor and not t.is_inference():  # (the usual case first: see to_numpy)
         try:
             a = t.numpy()
@@ -136,11 +143,44 @@ def _shape_str(shape: tuple[int, ...]) -> str:
 
 def unassignable(t: torch.Tensor) -> str | None:
     """Why values cannot be copied into ``t`` in place (None: they can): an inference tensor
-    outside ``torch.inference_mode()``, which torch refuses to update."""
+    outside ``torch.inference_mode()``, which torch refuses to update; a lazy module's
+    uninitialized parameter; a meta tensor (no memory); a sparse tensor; a tensor whose
+    elements share memory (``expand``)."""
+    if is_lazy(t):
+        return ("cannot restore into an uninitialized parameter of a lazy module (torch.nn.Lazy*): run one "
+                "forward pass first, so that it has its shape")
     if t.is_inference() and not torch.is_inference_mode_enabled():
         return ("cannot restore into an inference tensor (made under torch.inference_mode()) outside "
                 "inference mode; clone it, or restore inside torch.inference_mode()")
+    if t.is_meta:
+        return ("cannot restore into a tensor on the meta device (it has no memory): create the model on a real "
+                "device, or call module.to_empty(device='cpu') first")
+    if t.layout != torch.strided:
+        return f"cannot restore into a {t.layout} tensor in place: give a dense tensor (t.to_dense())"
+    if _overlaps(t):
+        return ("cannot restore into a tensor whose elements share memory (made by expand() or as_strided()): "
+                "give a tensor of its own (t.clone())")
     return None
+
+
+def _overlaps(t: torch.Tensor) -> bool:
+    if t.is_contiguous():
+        return False
+    check = getattr(torch, "_debug_has_internal_overlap", None)
+    return check is not None and check(t) == 1  # (1: yes; 2: too hard to tell, left to copy_)
+
+
+def is_lazy(t: object) -> bool:
+    """True for a lazy module's uninitialized parameter or buffer (no shape yet)."""
+    lazy = getattr(torch.nn.parameter, "is_lazy", None)
+    return bool(lazy(t)) if lazy is not None else False
+
+
+def bump_versions(tensors: list[torch.Tensor]) -> None:
+    """Mark ``tensors`` as modified in place for autograd (what ``copy_`` does)."""
+    bump = getattr(torch.autograd.graph, "increment_version", None)
+    if bump is not None:
+        bump(tensors)
 
 
 def assign_(t: torch.Tensor, arr: np.ndarray[Any, Any]) -> torch.Tensor:

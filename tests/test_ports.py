@@ -204,3 +204,52 @@ def test_keras_port_explicit_map_and_errors() -> None:
     assert r.apply("model/layer_with_weights-0/bias/.ATTRIBUTES/VARIABLE_VALUE") == "fc.bias"
     assert r.apply("model/layer_with_weights-0/kernel/.OPTIMIZER_SLOT/optimizer/m/.ATTRIBUTES/VARIABLE_VALUE") is None
     assert [t.describe() for t in ts.for_name("fc.weight")] == ["torch_kernel"]
+
+
+class _ProjHidden(nn.Module):
+    """The torch twin of keras_subclassed_opt's model: proj (5->6), relu, hidden (6->3, no bias)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(5, 6)
+        self.hidden = nn.Linear(6, 3, bias=False)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.hidden(torch.relu(self.proj(x)))
+
+
+@pytest.mark.parametrize("case", ["keras_subclassed_opt", "keras_functional_opt"])
+def test_keras_port_pairs_layers_in_model_order_and_finds_weights_under_the_optimizer(case: str) -> None:
+    # Subclassed: layer paths are attribute names (model/proj, model/hidden), which sorted by name
+    # paired hidden with proj (same shapes: no error, wrong outputs). Functional with the optimizer
+    # in the checkpoint: TensorFlow stored every weight under optimizer/_trainable_variables/N only.
+    d = GOLDEN / case
+    io = json.loads((d / "io.json").read_text())
+    layers = keras.weight_layers(d)
+    if case == "keras_subclassed_opt":
+        assert list(layers) == ["model/proj", "model/hidden"]
+    else:
+        assert list(layers) == ["model/_operations/1", "model/_operations/3"]
+        assert all(k.startswith("optimizer/_trainable_variables/") for k in layers.values())
+    net = _ProjHidden()
+    rep = keras.load_into_torch(d, net)
+    assert rep.ok
+    assert sorted(rep.loaded) == ["hidden.weight", "proj.bias", "proj.weight"]
+    assert rep.unused_rules == []  # (a layer without bias: no rule for a bias the port made up)
+    with torch.no_grad():
+        out = net(torch.tensor(np.asarray(io["x"], np.float32)))
+    np.testing.assert_allclose(out.numpy().reshape(-1), io["out"], atol=1e-5, rtol=0)
+    net2 = _ProjHidden()  # explicit map by the model's path, though the keys are the optimizer's
+    first = next(iter(layers))
+    rep = keras.load_into_torch(d, net2, {first: "proj"}, strict=False)
+    assert sorted(rep.loaded) == ["proj.bias", "proj.weight"]
+    assert torch.equal(net2.proj.weight, net.proj.weight)
+
+
+def test_keras_port_of_a_state_dict_needs_a_layer_map() -> None:
+    sd = KerasNet().state_dict()
+    with pytest.raises(tfckpt.errors.InvalidTypeError, match="pass layer_map"):
+        keras.load_into_torch(KERAS_DIR, sd)  # (was AttributeError: no named_modules)
+    rep = keras.load_into_torch(KERAS_DIR, sd, {"model/_functional/_operations/1": "conv",
+                                                "model/_functional/_operations/3": "fc"})
+    assert rep.ok

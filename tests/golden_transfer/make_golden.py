@@ -20,6 +20,18 @@ keras_dense_conv/
     (object-based keys ``model/_functional/_operations/N/_kernel/...``).
     ``io.json`` holds a fixed input batch and the conv and model outputs
     TensorFlow computed for it.
+keras_subclassed_opt/
+    A subclassed Keras 3 model whose Dense layers are attributes created in
+    non-alphabetical order (``proj`` 5->6, then ``hidden`` 6->3 without bias),
+    compiled and fitted one epoch (Adam), saved with ``tf.train.Checkpoint(model=model,
+    optimizer=optimizer)``. ``io.json``: an input batch and the outputs.
+keras_functional_opt/
+    The same layers as a functional model, saved the same way: TensorFlow
+    stores each weight once, under its shortest path, here the optimizer's
+    (``optimizer/_trainable_variables/N``), and names the model's path
+    (``model/_operations/N/_kernel``) only in the object graph.
+
+``python make_golden.py NAME...`` rewrites only those.
 """
 
 from __future__ import annotations
@@ -142,8 +154,43 @@ def keras_dense_conv(d: Path) -> None:
     (d / "io.json").write_text(json.dumps(io))
 
 
+def keras_subclassed_opt(d: Path, functional: bool = False) -> None:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(SEED)
+
+    class Net(keras.Model):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = keras.layers.Dense(6)
+            self.hidden = keras.layers.Dense(3, use_bias=False)
+
+        def call(self, x: object) -> object:
+            return self.hidden(tf.nn.relu(self.proj(x)))
+
+    model = Net() if not functional else None
+    if functional:
+        inp = keras.Input((5,))
+        model = keras.Model(inp, keras.layers.Dense(3, use_bias=False)(keras.layers.ReLU()(keras.layers.Dense(6)(inp))))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    rng = np.random.RandomState(SEED + 2)
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    model.fit(x, rng.standard_normal((4, 3)).astype(np.float32), epochs=1, verbose=0)
+    out = np.asarray(model(x))
+    tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(d / "ckpt"))
+    io = {"x": x.tolist(), "out": [float(v) for v in out.reshape(-1)], "out_shape": list(out.shape),
+          "keras_version": keras.__version__, "tf_version": tf.__version__}
+    (d / "io.json").write_text(json.dumps(io))
+
+
 def main() -> int:
-    for name, fn in (("keras_dense_conv", keras_dense_conv), ("bert_tiny", bert_tiny)):
+    makers = {"keras_dense_conv": keras_dense_conv, "bert_tiny": bert_tiny,
+              "keras_subclassed_opt": keras_subclassed_opt,
+              "keras_functional_opt": lambda d: keras_subclassed_opt(d, functional=True)}
+    for name in sys.argv[1:] or makers:
+        fn = makers[name]
         d = HERE / name
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir()

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tfckpt._paths import PathLike
 from tfckpt._rules import Rules
 from tfckpt._transforms import TorchKernel, TransformSet
-from tfckpt.errors import InvalidArgumentError
+from tfckpt.errors import InvalidArgumentError, InvalidTypeError
 from tfckpt.reader import load_checkpoint
 from tfckpt.transfer import RestoreReport, restore_partial
 
@@ -37,20 +38,87 @@ def _natural(s: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def weight_layers(ckpt_dir_or_file: PathLike) -> dict[str, str]:
-    """Layer path -> its kernel key, for every layer with a kernel, in natural order
-    (``_operations/2`` before ``_operations/10``) -- the order of a Sequential/functional model.
+@dataclass
+class _Layer:
+    """A layer with a kernel: its name (the path its kernel key is under), every object path that
+    reaches it, and the checkpoint keys of its kernel and bias (None: no bias)."""
 
-    Optimizer copies (``.OPTIMIZER_SLOT``, ``optimizer/...``) are left out.
-    """
-    with load_checkpoint(ckpt_dir_or_file) as reader:
-        names = reader.get_variable_to_shape_map()
-    out = {}
+    name: str
+    paths: set[str]
+    kernel: str
+    bias: str | None
+
+    @property
+    def attr(self) -> str:
+        return "_kernel" if self.kernel.endswith("/_kernel" + _SUFFIX) else "kernel"
+
+
+def _value_key(graph: Any, node_id: int) -> str | None:
+    for a in graph.nodes[node_id].attributes:
+        if a.name == "VARIABLE_VALUE":
+            return str(a.checkpoint_key)
+    return None
+
+
+def _graph_layers(graph: Any) -> list[_Layer]:
+    """The layers with a kernel, in the order a walk of the object graph meets them (children in
+    the order the model tracked them: its layers' order, for subclassed models too), reached by
+    any path but through an optimizer."""
+    layers: dict[int, _Layer] = {}
+    seen: set[int] = set()
+    stack: list[tuple[int, str]] = [(0, "")]
+    while stack:
+        node_id, path = stack.pop()
+        if node_id in layers:
+            layers[node_id].paths.add(path)
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        children = {c.local_name: c.node_id for c in graph.nodes[node_id].children}
+        for attr in ("kernel", "_kernel"):
+            kernel = _value_key(graph, children[attr]) if attr in children else None
+            if kernel is not None and path:
+                bias = _value_key(graph, children["bias"]) if "bias" in children else None
+                m = _KERNEL.match(kernel)
+                name = m.group("layer") if m and not kernel.startswith("optimizer/") else path
+                layers[node_id] = _Layer(name, {path}, kernel, bias)
+                break
+        for c in reversed(graph.nodes[node_id].children):
+            if c.local_name != "optimizer" and not c.local_name.endswith("OPTIMIZER_SLOT"):
+                stack.append((c.node_id, f"{path}/{c.local_name}" if path else c.local_name))
+    return list(layers.values())
+
+
+def _name_layers(names: Any) -> list[_Layer]:
+    """The layers with a kernel of a checkpoint without an object graph, by key, in natural order."""
+    out = []
     for n in names:
         m = _KERNEL.match(n)
         if m and ".OPTIMIZER_SLOT" not in n and not n.startswith("optimizer/"):
-            out[m.group("layer")] = n
-    return {k: out[k] for k in sorted(out, key=_natural)}
+            layer = m.group("layer")
+            bias = f"{layer}/bias{_SUFFIX}"
+            out.append(_Layer(layer, {layer}, n, bias if bias in names else None))
+    return sorted(out, key=lambda la: _natural(la.name))
+
+
+def _layers(ckpt_dir_or_file: PathLike) -> list[_Layer]:
+    with load_checkpoint(ckpt_dir_or_file) as reader:
+        graph = reader.object_graph()
+        return _graph_layers(graph) if graph is not None else _name_layers(reader.get_variable_to_shape_map())
+
+
+def weight_layers(ckpt_dir_or_file: PathLike) -> dict[str, str]:
+    """Layer path -> its kernel key, for every layer with a kernel, in the model's order: the
+    order its object graph lists them (a Sequential's or functional model's layer order, and a
+    subclassed model's attribute order), else natural order of the names (``_operations/2``
+    before ``_operations/10``).
+
+    A kernel TensorFlow stored under the optimizer's path (``tf.train.Checkpoint(model=m,
+    optimizer=opt)`` keeps each variable once, under its shortest path) is found through the
+    object graph, listed under its layer's path. Optimizer copies are left out.
+    """
+    return {la.name if not la.name.startswith("optimizer/") else min(la.paths): la.kernel
+            for la in _layers(ckpt_dir_or_file)}
 
 
 def rules(
@@ -72,6 +140,9 @@ def rules(
 
 
 def _torch_layers(module: Any) -> list[str]:
+    if not callable(getattr(module, "named_modules", None)):
+        raise InvalidTypeError(f"pairing layers by order needs a torch.nn.Module, got {type(module).__name__}: "
+                               "pass layer_map ({keras layer path: torch module name}) for a state dict")
     return [n for n, m in module.named_modules() if type(m).__name__ in _TORCH_TYPES and n]
 
 
@@ -87,23 +158,40 @@ def load_into_torch(
 
     Without ``layer_map`` the Keras layers with kernels (in :func:`weight_layers` order) are
     paired with the module's ``Linear``/``Conv1d``/``Conv2d``/``Conv3d`` submodules in
-    registration order. Note that a Keras ``Flatten`` after a conv flattens NHWC, so the
-    torch model must flatten a ``permute(0, 2, 3, 1)``-ed tensor to use the next Dense as is.
+    registration order. ``layer_map`` keys may be any object path of a layer (those of
+    :func:`weight_layers`, or another path TensorFlow lists it under). Note that a Keras
+    ``Flatten`` after a conv flattens NHWC, so the torch model must flatten a
+    ``permute(0, 2, 3, 1)``-ed tensor to use the next Dense as is.
 
     Raises:
         InvalidArgumentError: automatic pairing finds different layer counts; and as
             :func:`tfckpt.restore_partial` with ``strict``.
+        InvalidTypeError: no ``layer_map`` and ``module`` is not a torch module.
     """
-    kernels = weight_layers(ckpt_dir_or_file)
+    layers = _layers(ckpt_dir_or_file)
     if layer_map is None:
         torch_names = _torch_layers(module)
-        if len(torch_names) != len(kernels):
+        if len(torch_names) != len(layers):
+            names = ", ".join(la.name for la in layers)
             raise InvalidArgumentError(
-                f"cannot pair {len(kernels)} Keras layers with kernels ({', '.join(kernels)}) with "
+                f"cannot pair {len(layers)} Keras layers with kernels ({names}) with "
                 f"{len(torch_names)} torch layers ({', '.join(torch_names)}): pass layer_map"
             )
-        layer_map = dict(zip(kernels, torch_names))
-    attrs = {layer: (_KERNEL.match(kernels[layer]).group("attr") if layer in kernels else "kernel")  # type: ignore[union-attr]
-             for layer in layer_map}
-    r, ts = rules(layer_map, kernel_attr=attrs)
+        pairs = list(zip(layers, torch_names))
+    else:
+        by_path = {p: la for la in layers for p in (la.name, *la.paths)}
+        pairs = []
+        for path, dst in layer_map.items():
+            la = by_path.get(path)
+            if la is None:  # (a layer the checkpoint lacks: its names, for the report's missing list)
+                la = _Layer(path, {path}, f"{path}/kernel{_SUFFIX}", f"{path}/bias{_SUFFIX}")
+            pairs.append((la, dst))
+    mapping: dict[str, str] = {}
+    ts = TransformSet()
+    for la, dst in pairs:
+        mapping[la.kernel] = f"{dst}.weight"
+        if la.bias is not None:
+            mapping[la.bias] = f"{dst}.bias"
+        ts.add("re:" + re.escape(f"{dst}.weight"), TorchKernel())
+    r = Rules().include(*("re:" + re.escape(k) for k in mapping)).map(mapping)
     return restore_partial(ckpt_dir_or_file, module, rules=r, transforms=ts, strict=strict, dtype_policy=dtype_policy)

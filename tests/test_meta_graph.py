@@ -514,7 +514,7 @@ def test_end_to_end_tutorial(tmp_path: Path) -> None:
     assert got["w_h"].tobytes() == values["w_h"].tobytes()
     assert got["names"].tolist() == [b"a", b"bc"]
     trainable = {v.op_name: got[v.op_name].shape for v in saver.meta_graph.trainable_variables}
-    assert trainable == {"w_h": (2, 3), "names": (2,)}
+    assert trainable == {"w_h": (2, 3)}  # (strings have no gradient: not trainable)
 
 
 SHARED = Path(__file__).parent / "golden" / "tf2.21"
@@ -547,3 +547,20 @@ def test_shared_golden_meta_files(rel: str) -> None:
         assert list(got.shape) == want["shape"]
         if want["dtype"] != "string":
             assert got.tobytes() == base64.b64decode(want["data_b64"])
+
+
+def test_saver_meta_lists_only_float_trainable_values_as_trainable(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.ones(3, 2)).sum().backward()
+    opt.step()
+    state = {"model": model, "opt": opt, "global_step": np.int64(3), "w": np.ones(2, np.float32),
+             "vocab": np.array([b"a"], dtype=object), "frozen": torch.nn.Parameter(torch.ones(1), requires_grad=False)}
+    prefix = tfckpt.Saver().save(state, str(tmp_path / "m"))
+    mg = tfckpt.read_meta_graph(prefix + ".meta")
+    # TF1 code sums l2 losses over trainable_variables: buffers, optimizer state, counters and
+    # strings were all listed (an int64 made tf.add_n fail)
+    assert sorted(v.op_name for v in mg.trainable_variables) == [
+        "model/0.bias", "model/0.weight", "model/1.bias", "model/1.weight", "w"]
+    assert len(mg.variables) > len(mg.trainable_variables)

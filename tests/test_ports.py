@@ -147,6 +147,17 @@ def test_bert_port_with_prefix_into_a_classifier() -> None:
     assert len(rep.loaded) == len(model.bert.state_dict())
 
 
+def test_bert_save_of_a_model_with_a_head(tmp_path: Path) -> None:
+    model = TinyBertForClassification()
+    bert.load(BERT_DIR, model, prefix="bert.", strict=False)
+    with pytest.raises(InvalidArgumentError, match="classifier"):
+        bert.save(model, str(tmp_path / "strict"), prefix="bert.")
+    out = bert.save(model, str(tmp_path / "back"), prefix="bert.", strict=False)  # (no strict= before: unusable)
+    back = tfckpt.load_checkpoint(out)
+    assert len(back.get_variable_to_shape_map()) == len(model.bert.state_dict())
+    assert all(n.startswith("bert/") for n in back.get_variable_to_shape_map())
+
+
 def test_bert_rules_names() -> None:
     r = bert.rules()
     assert r.apply("bert/encoder/layer_10/attention/output/LayerNorm/gamma") == (
@@ -154,6 +165,8 @@ def test_bert_rules_names() -> None:
     assert r.apply("bert/embeddings/token_type_embeddings") == "embeddings.token_type_embeddings.weight"
     assert r.apply("bert/encoder/layer_0/output/dense/bias") == "encoder.layer.0.output.dense.bias"
     assert r.apply("bert/encoder/layer_0/output/dense/bias/adam_v") is None
+    for slot in ("AdamWeightDecayOptimizer", "AdamWeightDecayOptimizer_1", "Adam", "Adam_1", "LAMB", "Momentum"):
+        assert r.apply(f"bert/encoder/layer_0/output/dense/kernel/{slot}") is None, slot  # (HF's loader skips them)
     assert r.apply("global_step") is None
     assert r.apply("cls/predictions/output_bias") is None
     assert bert.rules(prefix="bert.").apply("bert/pooler/dense/kernel") == "bert.pooler.dense.weight"

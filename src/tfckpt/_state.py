@@ -190,6 +190,45 @@ def expandable_prefixes(state: object, *, sep: str = "/") -> list[str]:
     return [p for p in prefixes if not any(q != p and (not q or p.startswith(q + sep)) for q in prefixes)]
 
 
+def untrainable_paths(state: object, *, sep: str = "/") -> set[str]:
+    """The paths of :func:`flatten` that are state but not trained weights: a module's buffers
+    and frozen parameters, everything of other objects with ``state_dict()`` (optimizers,
+    schedulers), Python numbers, and parameters (``torch.nn.Parameter``) that do not require grad.
+
+    Example:
+        >>> import numpy as np
+        >>> sorted(untrainable_paths({"w": np.zeros(2), "lr": 0.1}))
+        ['lr']
+    """
+    out: set[str] = set()
+
+    def walk(node: object, path: str, frozen: bool) -> None:
+        if node is None:
+            return
+        if _is_leaf(node):
+            torch = sys.modules.get("torch")
+            param = torch is not None and isinstance(node, torch.nn.Parameter) and not node.requires_grad
+            if frozen or param or isinstance(node, _PY_SCALARS):
+                out.add(path)
+        elif isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, _join(path, k, sep), frozen)
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, _join(path, i, sep), frozen)
+        elif _has_state_dict(node):
+            sd = node.state_dict()  # type: ignore[attr-defined]
+            if not _is_module(node):
+                walk(sd, path, True)
+                return
+            trained = {n for n, p in node.named_parameters() if p.requires_grad}  # type: ignore[attr-defined]
+            for k, v in sd.items():
+                walk(v, _join(path, k, sep), frozen or k not in trained)
+
+    walk(state, "", False)
+    return out
+
+
 def leaf_spec(leaf: object) -> tuple[DType | None, tuple[int, ...] | None]:
     """``(dtype, shape)`` a restored value must have for ``leaf``; ``(None, None)`` for Python scalars.
 

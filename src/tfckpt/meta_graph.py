@@ -37,6 +37,7 @@ from tfckpt._graph_values import MetaInfo, Operation, SaveSliceInfo, SignatureIn
 from tfckpt._paths import PathLike, as_path
 from tfckpt._proto import meta_graph_pb2
 from tfckpt._storage import read_whole_file, write_bytes_atomic
+from tfckpt.dtypes import DType
 from tfckpt.errors import InvalidArgumentError, InvalidTypeError, NotFoundError
 
 __all__ = [
@@ -110,6 +111,29 @@ def _flatten(state: object) -> list[tuple[str, object]]:
     return list(flatten(state).items())
 
 
+_FLOATING = ("float", "bfloat", "complex", "half")
+
+
+def is_trainable(name: str, value: object, dtype: DType) -> bool:
+    """Whether a value goes into the ``.meta``'s ``trainable_variables``: its own ``trainable``
+    (a Variable's), else floating point values but ``global_step``. What TF1 code sums over
+    (``tf.add_n([tf.nn.l2_loss(v) for v in tf.trainable_variables()])``) must be floats. (The
+    Saver also leaves out what :func:`tfckpt._state.untrainable_paths` names: buffers,
+    optimizer state, Python numbers, frozen parameters.)
+
+    Example:
+        >>> import numpy as np
+        >>> from tfckpt.dtypes import as_dtype
+        >>> f32, i64 = as_dtype("float32"), as_dtype("int64")
+        >>> is_trainable("w", np.zeros(2), f32), is_trainable("global_step", 0, i64), is_trainable("n", 0, i64)
+        (True, False, False)
+    """
+    own = getattr(value, "trainable", None)
+    if isinstance(own, bool):
+        return own
+    return not (name == "global_step" or name.endswith("/global_step") or not dtype.name.startswith(_FLOATING))
+
+
 def _spec_for(name: str, value: object) -> VariableSpec:
     if isinstance(value, VariableSpec):
         return value
@@ -120,7 +144,7 @@ def _spec_for(name: str, value: object) -> VariableSpec:
     from tfckpt._convert import to_array
 
     dt, arr = to_array(value, name)
-    return VariableSpec(name, dt, tuple(arr.shape))
+    return VariableSpec(name, dt, tuple(arr.shape), trainable=is_trainable(name, value, dt))
 
 
 def _specs(state: object, var_list: object) -> list[VariableSpec]:

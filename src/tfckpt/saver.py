@@ -483,7 +483,8 @@ class Saver:
         else:
             values = []
         if write_meta_graph:
-            self._write_meta(checkpoint_file, entries, values, meta_graph_suffix, strip_default_attrs)
+            untrainable = _state.untrainable_paths(sess) if sess is not None and self._entries is None else set()
+            self._write_meta(checkpoint_file, entries, values, meta_graph_suffix, strip_default_attrs, untrainable)
         if model_path is not None and write_state:
             self._retention.record(model_path, self._clock())
             update_checkpoint_state_internal(
@@ -547,12 +548,13 @@ class Saver:
                 logger.warning("Ignoring: %s", e)
 
     def _write_meta(self, checkpoint_file: str, entries: list[Entry], values: list[object],
-                    suffix: str, strip_default_attrs: bool) -> None:
+                    suffix: str, strip_default_attrs: bool, untrainable: set[str]) -> None:
         try:
             from tfckpt import meta_graph
 
             spec_cls = meta_graph.VariableSpec
             build = meta_graph.saver_meta_graph
+            is_trainable = meta_graph.is_trainable
         except (ImportError, AttributeError):
             global _warned_no_meta
             if not _warned_no_meta:
@@ -568,7 +570,8 @@ class Saver:
                 dtype, arr = to_array(v, e.key)
                 shape = tuple(arr.shape)
             kw: dict[str, Any] = {"name": e.key, "dtype": dtype, "shape": tuple(shape or ()),
-                                  "trainable": bool(getattr(v, "trainable", True)),
+                                  "trainable": is_trainable(e.key, v, dtype)
+                                  and not (isinstance(e.target, str) and e.target in untrainable),
                                   "slice_spec": e.slice_info.spec if e.slice_info is not None else ""}
             op_name = getattr(v, "op_name", None) if isinstance(v, Variable) else None
             if "var_name" in fields and op_name is not None and op_name != e.key:

@@ -4,7 +4,8 @@ TensorFlow names such as ``bert/encoder/layer_3/attention/self/query/kernel`` be
 Hugging Face ``BertModel`` ``state_dict`` names
 (``encoder.layer.3.attention.self.query.weight``); dense kernels are transposed
 (``[in, out]`` -> ``[out, in]``), LayerNorm ``gamma``/``beta`` become ``weight``/``bias``
-and embedding tables get ``.weight``. Optimizer slots (``adam_m``/``adam_v``),
+and embedding tables get ``.weight``. Optimizer slots (``adam_m``/``adam_v``,
+``AdamWeightDecayOptimizer``/``_1``, ``Adam``/``_1``, ``LAMB``/``_1``, ``Momentum``),
 ``global_step`` and the pre-training heads (``cls/...``) are skipped. For a model that
 nests the encoder (``BertForSequenceClassification``: ``bert.embeddings...``) pass
 ``prefix="bert."`` and ``strict=False`` (its head is new).
@@ -34,7 +35,7 @@ def rules(*, prefix: str = "") -> Rules:
     r = (
         Rules()
         .include("bert/*")
-        .exclude("re:.*/adam_[mv]$")
+        .exclude(r"re:.*/(adam_[mv]|AdamWeightDecayOptimizer(_1)?|Adam(_1)?|LAMB(_1)?|Momentum)$")  # optimizer slots
         .strip_prefix("bert/")
         .sub(r"^encoder/layer_(\d+)/", r"encoder/layer/\1/", inverse=(r"^encoder/layer/(\d+)/", r"encoder/layer_\1/"))
         .sub(r"/kernel$", "/weight", inverse=(r"/weight$", "/kernel"))
@@ -62,6 +63,11 @@ def load(ckpt_dir_or_file: PathLike, target: Any, *, prefix: str = "",
                            strict=strict, dtype_policy=dtype_policy)
 
 
-def save(state: Any, prefix_path: PathLike, *, prefix: str = "") -> str:
-    """Write a ``BertModel`` state back as a TensorFlow BERT checkpoint (model variables only)."""
-    return save_partial(state, prefix_path, rules=rules(prefix=prefix), transforms=transforms())
+def save(state: Any, prefix_path: PathLike, *, prefix: str = "", strict: bool = True) -> str:
+    """Write a ``BertModel`` state back as a TensorFlow BERT checkpoint (model variables only).
+
+    A model that nests the encoder under ``prefix`` has a head of its own
+    (``BertForSequenceClassification``'s ``classifier``): pass ``strict=False`` to leave out
+    what has no BERT name instead of raising.
+    """
+    return save_partial(state, prefix_path, rules=rules(prefix=prefix), transforms=transforms(), strict=strict)

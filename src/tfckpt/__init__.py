@@ -62,6 +62,9 @@ _LAZY = {
     "restore_partial": "tfckpt.transfer",
     "RestoreReport": "tfckpt.transfer",
     "Rules": "tfckpt.transfer",
+    "TransformSet": "tfckpt.transfer",
+    "save_partial": "tfckpt.transfer",
+    "export_partial": "tfckpt.transfer",
     "print_tensors_in_checkpoint_file": "tfckpt.inspect_checkpoint",
 }
 
@@ -70,7 +73,15 @@ if TYPE_CHECKING:
     from tfckpt.manager import CheckpointManager, checkpoints_iterator
     from tfckpt.meta_graph import MetaGraph, export_meta_graph, import_meta_graph, read_meta_graph
     from tfckpt.saver import Saver
-    from tfckpt.transfer import RestoreReport, Rules, init_from_checkpoint, restore_partial
+    from tfckpt.transfer import (
+        RestoreReport,
+        Rules,
+        TransformSet,
+        export_partial,
+        init_from_checkpoint,
+        restore_partial,
+        save_partial,
+    )
     from tfckpt.variables import Variable
 
 
@@ -98,6 +109,7 @@ __all__ = [
     "RestoreReport",
     "Rules",
     "Saver",
+    "TransformSet",
     "UnimplementedError",
     "Variable",
     "__version__",
@@ -107,6 +119,7 @@ __all__ = [
     "dtypes",
     "errors",
     "export_meta_graph",
+    "export_partial",
     "generate_checkpoint_state_proto",
     "get_checkpoint_mtimes",
     "get_checkpoint_state",
@@ -122,6 +135,7 @@ __all__ = [
     "read_meta_graph",
     "remove_checkpoint",
     "restore_partial",
+    "save_partial",
     "typed",
     "update_checkpoint_state",
     "write",

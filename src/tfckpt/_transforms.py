@@ -344,7 +344,7 @@ class TransformSet:
         for t in transforms:
             if not isinstance(t, Transform):
                 raise InvalidTypeError(f"transforms for {pattern!r}: not a Transform: {t!r:.80} (to use a function, "
-                                       "subclass tfckpt.Transform with forward and inverse)")
+                                       "subclass tfckpt.transfer.Transform with forward and inverse)")
         self._entries.append((Pattern(pattern), list(transforms)))
         return self
 

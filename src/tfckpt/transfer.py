@@ -36,17 +36,40 @@ from tfckpt._convert import to_array
 from tfckpt._init_from import _as_array, init_from_checkpoint
 from tfckpt._paths import PathLike
 from tfckpt._rules import Rules
-from tfckpt._transforms import Transform, TransformSet, can_cast, cast_array, check_policy
+from tfckpt._transforms import (
+    Cast,
+    Concat,
+    Reshape,
+    Split,
+    TorchKernel,
+    Transform,
+    TransformSet,
+    Transpose,
+    can_cast,
+    cast_array,
+    check_policy,
+    conv2d_kernel,
+    dense_kernel,
+)
 from tfckpt.bundle import write
 from tfckpt.dtypes import as_dtype
 from tfckpt.errors import InvalidArgumentError, InvalidTypeError, TensorNotFoundError
 from tfckpt.reader import OBJECT_GRAPH_KEY, load_checkpoint
 
 __all__ = [
+    "Cast",
+    "Concat",
     "Mismatch",
+    "Reshape",
     "RestoreReport",
     "Rules",
+    "Split",
+    "TorchKernel",
+    "Transform",
     "TransformSet",
+    "Transpose",
+    "conv2d_kernel",
+    "dense_kernel",
     "export_partial",
     "init_from_checkpoint",
     "restore_partial",

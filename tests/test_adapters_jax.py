@@ -55,3 +55,58 @@ def test_tuple_pytree_rebuilt(tmp_path: object) -> None:
     restored = saver.restore({"layers": (jnp.zeros(2), jnp.zeros(2))}, path)
     assert isinstance(restored["layers"], tuple)
     assert np.asarray(restored["layers"][1]).tolist() == [2.0, 2.0]
+
+
+def test_restore_keeps_weak_types(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    state = {"lr": jnp.asarray(0.1), "g": jnp.ones(2, jnp.bfloat16)}  # lr: a weakly typed float32
+    p = tfckpt.Saver().save(state, str(tmp_path / "ck"), write_meta_graph=False)
+    r = tfckpt.Saver().restore({"lr": jnp.asarray(0.0), "g": jnp.zeros(2, jnp.bfloat16)}, p)
+    assert r["lr"].weak_type
+    assert float(r["lr"]) == pytest.approx(0.1)
+    assert (r["lr"] * r["g"]).dtype == jnp.bfloat16  # (was float32: promotion changed, jit recompiled)
+
+
+def test_typed_prng_keys_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    key = jax.random.split(jax.random.key(7), 3)
+    p = tfckpt.Saver().save({"rng": key}, str(tmp_path / "ck"), write_meta_graph=False)
+    assert tfckpt.load_checkpoint(p).get_variable_to_dtype_map()["rng"].name == "uint32"  # its key data
+    r = tfckpt.Saver().restore({"rng": jax.random.split(jax.random.key(0), 3)}, p)
+    assert r["rng"].dtype == key.dtype
+    assert np.asarray(jax.random.key_data(r["rng"])).tolist() == np.asarray(jax.random.key_data(key)).tolist()
+    assert jax.random.normal(r["rng"][0]) == jax.random.normal(key[0])
+
+
+def test_registered_pytree_nodes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+    import functools
+
+    @functools.partial(jax.tree_util.register_dataclass, data_fields=["params", "step"], meta_fields=["name"])
+    @dataclasses.dataclass
+    class TrainState:  # the flax.struct / register_dataclass pattern
+        params: dict  # type: ignore[type-arg]
+        step: jax.Array
+        name: str
+
+    ts = TrainState({"w": jnp.arange(3.0)}, jnp.array(3), "run")
+    p = tfckpt.Saver().save({"ts": ts}, str(tmp_path / "ck"), write_meta_graph=False)
+    assert tfckpt.list_variables(p) == [("ts/params/w", [3]), ("ts/step", [])]  # (was "cannot save a TrainState")
+    r = tfckpt.Saver().restore({"ts": TrainState({"w": jnp.zeros(3)}, jnp.array(0), "new")}, p)["ts"]
+    assert isinstance(r, TrainState)
+    assert np.asarray(r.params["w"]).tolist() == [0.0, 1.0, 2.0]
+    assert int(r.step) == 3
+    assert r.name == "new"  # (static fields are not state)
+
+
+def test_values_without_data_are_clear_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    gone = jnp.ones(3)
+    gone.delete()
+    with pytest.raises(InvalidArgumentError, match="tensor 'a': cannot read the jax array's values"):
+        tfckpt.write({"a": gone}, str(tmp_path / "del"))
+
+    @jax.jit
+    def f(x):  # type: ignore[no-untyped-def]
+        tfckpt.write({"x": x}, str(tmp_path / "traced"))
+        return x
+
+    with pytest.raises(InvalidArgumentError, match="tensor 'x': cannot save a traced value"):
+        f(jnp.ones(2))

@@ -122,20 +122,18 @@ def to_array(value: object, name: str = "") -> tuple[DType, np.ndarray[Any, Any]
             raise InvalidArgumentError(f"tensor {name!r}: cannot store {base.dtype} values as {want.name}")
         return want, base.view(want.numpy_dtype)
     fw = framework_of(value)
-    if fw == "torch":
-        from tfckpt.adapters import torch as torch_adapter
+    if fw in ("torch", "jax"):
+        import importlib
 
+        adapter = importlib.import_module(f"tfckpt.adapters.{fw}")
         try:
-            value = torch_adapter.to_numpy(value)  # type: ignore[arg-type]
+            host: np.ndarray[Any, Any] = adapter.to_numpy(value)
         except CheckpointError as e:
             raise type(e)(f"tensor {name!r}: {e.message}", key=name or None) from None
-        dt = dtype_of_numpy(value.dtype)  # (C-contiguous, native order: as is unless strings)
-        if dt is not None and not dt.is_string:
-            return dt, value
-    elif fw == "jax":
-        from tfckpt.adapters import jax as jax_adapter
-
-        value = jax_adapter.to_numpy(value)  # type: ignore[arg-type]
+        dt = dtype_of_numpy(host.dtype)  # (torch: C-contiguous, native order: as is unless strings)
+        if fw == "torch" and dt is not None and not dt.is_string:
+            return dt, host
+        value = host
     if isinstance(value, (bytes, bytearray, str)):
         scalar: np.ndarray[Any, Any] = np.empty((), dtype=object)
         scalar[()] = value.encode("utf-8") if isinstance(value, str) else bytes(value)

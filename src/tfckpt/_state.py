@@ -108,6 +108,26 @@ def _is_module(x: object) -> bool:
     return callable(getattr(x, "named_parameters", None))
 
 
+def _pytree_children(node: object) -> tuple[list[tuple[str, object]], Any] | None:
+    """A registered JAX pytree node's children, named by their keys (a ``flax.struct``
+    dataclass's fields, a ``jax.tree_util.register_dataclass`` class's), and its treedef; None
+    for anything else."""
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return None
+    try:
+        pairs, treedef = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)
+    except Exception:
+        return None
+    if len(pairs) == 1 and pairs[0][1] is node:
+        return None  # (a leaf to JAX: not a container)
+    named = []
+    for keys, child in pairs:
+        k = keys[0] if len(keys) == 1 else keys
+        named.append((str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))), child))
+    return named, treedef
+
+
 def _join(path: str, key: object, sep: str) -> str:
     return f"{path}{sep}{key}" if path else str(key)
 
@@ -147,11 +167,14 @@ def _walk(node: object, path: str, sep: str, out: dict[str, object], prefixes: l
         if prefixes is not None and not _is_module(node):
             prefixes.append(path)
         _walk(_state_dict(node, captured), path, sep, out, prefixes, captured, True)
+    elif (tree := _pytree_children(node)) is not None:
+        for k, v in tree[0]:
+            _walk(v, _join(path, k, sep), sep, out, prefixes, captured, in_sd)
     else:
         where = f" at {path!r}" if path else ""
         raise InvalidArgumentError(
             f"cannot save a {type(node).__name__}{where}: expected arrays, tensors, scalars, strings, "
-            "mappings, lists/tuples or objects with state_dict()"
+            "mappings, lists/tuples, JAX pytree nodes or objects with state_dict()"
         )
 
 
@@ -224,6 +247,9 @@ def untrainable_paths(state: object, *, sep: str = "/") -> set[str]:
             trained = {n for n, p in node.named_parameters() if p.requires_grad}  # type: ignore[attr-defined]
             for k, v in sd.items():
                 walk(v, _join(path, k, sep), frozen or k not in trained)
+        elif (tree := _pytree_children(node)) is not None:
+            for k, v in tree[0]:
+                walk(v, _join(path, k, sep), frozen)
 
     walk(state, "", False)
     return out
@@ -249,6 +275,11 @@ def leaf_spec(leaf: object) -> tuple[DType | None, tuple[int, ...] | None]:
         from tfckpt.adapters import torch as torch_adapter
 
         return as_dtype(torch_adapter.numpy_dtype(leaf.dtype)), tuple(leaf.shape)  # type: ignore[attr-defined]
+    if _is_jax_array(leaf):
+        from tfckpt.adapters import jax as jax_adapter
+
+        npd, jshape = jax_adapter.stored_spec(leaf)
+        return as_dtype(npd), jshape
     arr_dtype = np.dtype(leaf.dtype)  # type: ignore[attr-defined]
     return as_dtype(arr_dtype), tuple(int(d) for d in leaf.shape)  # type: ignore[attr-defined]
 
@@ -503,6 +534,9 @@ def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool
                 f"{type(node).__name__}.load_state_dict{where} refused the checkpoint's values (the state may be "
                 f"partly restored): {type(e).__name__}: {e}", key=path) from e
         return node
+    if (tree := _pytree_children(node)) is not None:
+        children = [_rebuild(v, _join(path, k, sep), ctx, sd, torch_ctx) for k, v in tree[0]]
+        return tree[1].unflatten(children)
     raise InvalidArgumentError(f"cannot restore into a {type(node).__name__} at {path!r}")
 
 

@@ -216,12 +216,28 @@ def test_tensors_that_cannot_take_values_are_refused_before_anything_is_written(
         tfckpt.restore_partial(p, {"a": a, "w": bad})
 
 
-def test_lazy_and_meta_modules_are_clear_errors(tmp_path: Path) -> None:
+def test_a_module_built_on_the_meta_device_takes_the_checkpoint_tensors(tmp_path: Path) -> None:
+    src = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    p = _save({"m": src, "epoch": 2}, tmp_path)
+    with torch.device("meta"):  # (a big model: built without memory, then loaded)
+        m = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    state = {"m": m, "epoch": 0}
+    tfckpt.Saver().restore(state, p)  # (did nothing and said nothing: the weights stayed on meta)
+    for (name, a), b in zip(m.state_dict().items(), src.state_dict().values()):
+        assert a.device.type == "cpu", name
+        assert torch.equal(a, b), name
+    assert isinstance(m[0].weight, torch.nn.Parameter)
+    assert m[0].weight.requires_grad
+    assert state["epoch"] == 2
+    lin = torch.nn.Linear(3, 2, device="meta")
+    tfckpt.restore_partial(p, lin, rules=tfckpt.Rules().strip_prefix("m/0."), strict=False)
+    assert torch.equal(lin.weight, src[0].weight)
+
+
+def test_lazy_and_meta_values_are_clear_errors(tmp_path: Path) -> None:
     p = _save({"m": torch.nn.Linear(3, 2)}, tmp_path)
     with pytest.raises(InvalidArgumentError, match="uninitialized parameter of a lazy module"):
         tfckpt.Saver().restore({"m": torch.nn.LazyLinear(2)}, p)  # (was numpy/torch ValueError)
-    with pytest.raises(InvalidArgumentError, match="meta device"):
-        tfckpt.Saver().restore({"m": torch.nn.Linear(3, 2, device="meta")}, p)  # (did nothing, said nothing)
     with pytest.raises(InvalidArgumentError, match="tensor 'm/bias': cannot store an uninitialized parameter"):
         _save({"m": torch.nn.LazyLinear(2)}, tmp_path, "lazy")
     with pytest.raises(InvalidArgumentError, match="tensor 'm/bias': cannot store a tensor on the meta device"):

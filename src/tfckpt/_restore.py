@@ -227,7 +227,8 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
                     reshape: bool = False, sequential: bool = False) -> Any:
     """Read ``entries`` from ``reader``, check them, and assign them (see :meth:`Saver.restore`)."""
     captured: dict[int, Any] = {}  # the state dicts whose tensors are read into, for load_state_dict
-    flat = _state.flatten(sess, captured=captured) if sess is not None else {}
+    owned: set[str] = set()  # (paths of a module's values: meta tensors there are replaced, not filled)
+    flat = _state.flatten(sess, captured=captured, module_leaves=owned) if sess is not None else {}
     leaves = [_target_leaf(e, flat) for e in entries]
     if sess is not None:
         for e, leaf in zip(entries, leaves):
@@ -240,7 +241,8 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
             return _state.assign(sess, {}, strict=False, source=reader.prefix, captured=captured)
         return sess if sess is not None else direct
     for e, leaf in zip(entries, leaves):  # (before anything else asks a meta or lazy tensor its shape)
-        if (bad := _state.unassignable_error(e.key, leaf, reader.prefix)) is not None:
+        in_module = isinstance(e.target, str) and e.target in owned
+        if (bad := _state.unassignable_error(e.key, leaf, reader.prefix, in_module)) is not None:
             raise bad
     specs = _stored_specs(reader, [e.key for e in entries])
     keys = _checkpoint_keys(reader, entries, specs)

@@ -144,7 +144,9 @@ def _state_dict(node: Any, captured: dict[int, Any] | None) -> Any:
 
 
 def _walk(node: object, path: str, sep: str, out: dict[str, object], prefixes: list[str] | None,
-          captured: dict[int, Any] | None = None, in_sd: bool = False) -> None:
+          captured: dict[int, Any] | None = None, in_sd: bool = False,
+          module_leaves: set[str] | None = None, in_module: bool = False) -> None:
+    """``module_leaves`` (when given) collects the paths of leaves a module's state dict holds."""
     if node is None:
         return
     if _is_leaf(node):
@@ -155,21 +157,24 @@ def _walk(node: object, path: str, sep: str, out: dict[str, object], prefixes: l
         if path in out:
             raise InvalidArgumentError(f"At least two variables have the same name: {path}", key=path)
         out[path] = node
+        if in_module and module_leaves is not None:
+            module_leaves.add(path)
     elif isinstance(node, Mapping):
         for k, v in node.items():
-            _walk(v, _join(path, k, sep), sep, out, prefixes, captured, in_sd)
+            _walk(v, _join(path, k, sep), sep, out, prefixes, captured, in_sd, module_leaves, in_module)
     elif isinstance(node, (list, tuple)):
         if prefixes is not None and in_sd and isinstance(node, list):
             prefixes.append(path)  # (a list in a state dict may be longer in the checkpoint)
         for i, v in enumerate(node):
-            _walk(v, _join(path, i, sep), sep, out, prefixes, captured, in_sd)
+            _walk(v, _join(path, i, sep), sep, out, prefixes, captured, in_sd, module_leaves, in_module)
     elif _has_state_dict(node):
         if prefixes is not None and not _is_module(node):
             prefixes.append(path)
-        _walk(_state_dict(node, captured), path, sep, out, prefixes, captured, True)
+        _walk(_state_dict(node, captured), path, sep, out, prefixes, captured, True, module_leaves,
+              _is_module(node))
     elif (tree := _pytree_children(node)) is not None:
         for k, v in tree[0]:
-            _walk(v, _join(path, k, sep), sep, out, prefixes, captured, in_sd)
+            _walk(v, _join(path, k, sep), sep, out, prefixes, captured, in_sd, module_leaves, in_module)
     else:
         where = f" at {path!r}" if path else ""
         raise InvalidArgumentError(
@@ -178,7 +183,8 @@ def _walk(node: object, path: str, sep: str, out: dict[str, object], prefixes: l
         )
 
 
-def flatten(state: object, *, sep: str = "/", captured: dict[int, Any] | None = None) -> dict[str, object]:
+def flatten(state: object, *, sep: str = "/", captured: dict[int, Any] | None = None,
+            module_leaves: set[str] | None = None) -> dict[str, object]:
     """Name -> leaf for every value in ``state`` (``None`` leaves skipped), in traversal order.
 
     Example:
@@ -187,13 +193,14 @@ def flatten(state: object, *, sep: str = "/", captured: dict[int, Any] | None = 
         ['layers/0/w', 'layers/1/w', 'lr']
 
     ``captured`` (when given) records each ``state_dict()`` taken, by the id of its object,
-    and reuses those already there (see :func:`assign`).
+    and reuses those already there (see :func:`assign`); ``module_leaves`` collects the paths
+    that come from a module's state dict.
 
     Raises:
         InvalidArgumentError: a value of an unsupported type, a bare leaf, or two leaves with one name.
     """
     out: dict[str, object] = {}
-    _walk(state, "", sep, out, None, captured)
+    _walk(state, "", sep, out, None, captured, False, module_leaves)
     return out
 
 
@@ -331,13 +338,17 @@ def _check(path: str, leaf: object, value: np.ndarray[Any, Any], dtype_errors: l
     return None
 
 
-def unassignable_error(path: str, leaf: object, source: str | None) -> InvalidArgumentError | None:
+def unassignable_error(path: str, leaf: object, source: str | None,
+                       in_module: bool = False) -> InvalidArgumentError | None:
     """The error for restoring into a torch tensor that cannot take values in place (an inference,
-    meta, sparse, lazy or self-overlapping tensor), or None."""
+    meta, sparse, lazy or self-overlapping tensor), or None. A module's meta tensors are fine
+    (``in_module``): the module gets new tensors through ``load_state_dict(..., assign=True)``."""
     if type(leaf) is np.ndarray or not _is_torch_tensor(leaf):
         return None
     from tfckpt.adapters import torch as torch_adapter
 
+    if in_module and leaf.is_meta:  # type: ignore[attr-defined]
+        return None
     why = torch_adapter.unassignable(leaf)  # type: ignore[arg-type]
     if why is None:
         return None
@@ -349,7 +360,8 @@ def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, s
              source: str | None = None, captured: dict[int, Any] | None = None) -> None:
     """Raise the error :func:`assign` would raise, without changing anything (``source``: the
     checkpoint the values come from, for the messages; ``captured``: see :func:`assign`)."""
-    leaves = flatten(state, sep=sep, captured=captured)
+    owned: set[str] = set()
+    leaves = flatten(state, sep=sep, captured=captured, module_leaves=owned)
     if strict:
         missing = [p for p in leaves if p not in values]
         if missing:
@@ -358,7 +370,7 @@ def validate(state: object, values: Mapping[str, Any], *, strict: bool = True, s
     shape_error: tuple[str, str] | None = None
     for path, leaf in leaves.items():
         if path in values:
-            if (bad := unassignable_error(path, leaf, source)) is not None:
+            if (bad := unassignable_error(path, leaf, source, path in owned)) is not None:
                 raise bad
             err = _check(path, leaf, np.asarray(values[path]), dtype_errors)
             if err is not None and shape_error is None:
@@ -525,9 +537,12 @@ def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool
     if _has_state_dict(node):
         kind = "module" if _is_module(node) else "other"
         is_torch = type(node).__module__.startswith("torch") or torch_ctx
-        new_sd = _rebuild(_state_dict(node, ctx.captured), path, ctx, kind, is_torch, top=True)
+        old_sd = _state_dict(node, ctx.captured)
+        # a module built on the meta device takes the restored tensors themselves
+        meta = kind == "module" and any(getattr(v, "is_meta", False) for v in old_sd.values())
+        new_sd = _rebuild(old_sd, path, ctx, kind, is_torch, top=True)
         try:
-            node.load_state_dict(new_sd)  # type: ignore[attr-defined]
+            node.load_state_dict(new_sd, **({"assign": True} if meta else {}))  # type: ignore[attr-defined]
         except (ValueError, KeyError, IndexError, TypeError, RuntimeError) as e:
             where = f" at {path!r}" if path else ""
             raise InvalidArgumentError(

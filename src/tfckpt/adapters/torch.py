@@ -153,8 +153,8 @@ def unassignable(t: torch.Tensor) -> str | None:
         return ("cannot restore into an inference tensor (made under torch.inference_mode()) outside "
                 "inference mode; clone it, or restore inside torch.inference_mode()")
     if t.is_meta:
-        return ("cannot restore into a tensor on the meta device (it has no memory): create the model on a real "
-                "device, or call module.to_empty(device='cpu') first")
+        return ("cannot restore into a tensor on the meta device (it has no memory): create it on a real device "
+                "(a torch.nn.Module built on the meta device is fine: it takes the checkpoint's tensors)")
     if t.layout != torch.strided:
         return f"cannot restore into a {t.layout} tensor in place: give a dense tensor (t.to_dense())"
     if _overlaps(t):

@@ -277,3 +277,41 @@ def test_short_write_is_never_committed(tmp_path: Path, monkeypatch: pytest.Monk
     latest = tfckpt.latest_checkpoint(str(tmp_path))
     assert latest is not None
     assert_restores(latest, int(latest.rsplit("-", 1)[1]))
+
+
+def _resave(d: Path, step: int) -> None:
+    prefix = tfckpt.write(tensors(step), str(d / "model.ckpt"))  # one prefix, saved over (no global_step)
+    update_checkpoint_state_internal(str(d), prefix, [prefix], save_relative_paths=True)
+
+
+@pytest.mark.parametrize("mode", ["stop", "eio"])
+def test_saving_over_the_same_prefix_never_pairs_the_old_index_with_new_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    # (review: killed between the data rename and the index rename, the old index named the new
+    # data: latest_checkpoint returned a checkpoint that failed its checksums)
+    count = tmp_path / "count"
+    count.mkdir()
+    _resave(count, 1)
+    with injected(monkeypatch, Injector()) as inj:
+        _resave(count, 2)
+    for k, label in enumerate(inj.steps):
+        d = tmp_path / f"{mode}-{k}"
+        d.mkdir()
+        _resave(d, 1)
+        raised = False
+        try:
+            with injected(monkeypatch, Injector(k, mode)):
+                _resave(d, 2)
+        except (Stop, errors.CheckpointError):
+            raised = True
+        latest = tfckpt.latest_checkpoint(str(d))
+        overwrote = any(s.startswith("rename model.ckpt.data") for s in inj.steps[:k])
+        if latest is None:  # (stopped while the prefix was being replaced: no checkpoint, not a corrupt one)
+            assert mode == "stop" or overwrote, (k, label)
+            continue
+        got = tfckpt.read(latest)  # (a DataLossError here was the bug)
+        step = int(got["step"])
+        assert step in (1, 2), (k, label)
+        assert_restores(latest, step)
+        if raised and mode == "eio" and not overwrote:
+            assert step == 1, (k, label)  # (an error before the data renames: the old checkpoint is kept)

@@ -42,7 +42,9 @@ def fake_meta(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[FakeSpec], dic
     mod = types.ModuleType("tfckpt.meta_graph")
     mod.VariableSpec = FakeSpec  # type: ignore[attr-defined]
     mod.saver_meta_graph = saver_meta_graph  # type: ignore[attr-defined]
-    mod.is_trainable = tfckpt.meta_graph.is_trainable  # type: ignore[attr-defined]
+    from tfckpt.meta_graph import is_trainable
+
+    mod.is_trainable = is_trainable  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tfckpt.meta_graph", mod)
     monkeypatch.setattr(tfckpt, "meta_graph", mod, raising=False)
     return calls

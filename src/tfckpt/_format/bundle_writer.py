@@ -690,6 +690,8 @@ class BundleWriter:
         temps = [temp_name(f) for f in finals]
         index_final = index_filename(prefix)
         index_tmp = temp_name(index_final)
+        old_index = temp_name(index_final)  # (where an earlier checkpoint's index waits, while rewriting)
+        replacing = False
         renamed: list[str] = []
         if self._streaming:
             self._open_stream()  # an empty bundle still has its (empty) data file
@@ -722,6 +724,17 @@ class BundleWriter:
                         os.fsync(f.fileno())
             except OSError as e:
                 raise os_error(e, index_tmp, "cannot write") from None
+            # Rewriting a prefix: its old index goes first, so that no instant has the old index
+            # naming new data (a kill between the renames leaves no checkpoint at the prefix, and
+            # `latest_checkpoint` None, instead of one that fails its checksums).
+            replacing = os.path.exists(index_final)
+            if replacing:
+                try:
+                    os.replace(index_final, old_index)
+                except OSError as e:
+                    raise os_error(e, index_final, "cannot move aside") from None
+                if self.sync:
+                    fsync_dir(d)
             for tmp, final in zip(temps, finals):
                 try:
                     os.replace(tmp, final)
@@ -729,7 +742,6 @@ class BundleWriter:
                     raise os_error(e, final, "cannot rename into") from None
                 renamed.append(final)
             try:
-                replacing = os.path.exists(index_final)
                 os.replace(index_tmp, index_final)
             except OSError as e:
                 raise os_error(e, index_final, "cannot rename into") from None
@@ -737,14 +749,20 @@ class BundleWriter:
             self._stream_tmp = None
             for t in [*temps, index_tmp]:
                 remove_quietly(t)
-            # Data files renamed before the commit point belong to no checkpoint
-            # unless an index from an earlier save with this prefix still names
-            # them; in that case they were overwritten, so drop that index too.
+            # Data files renamed before the commit point belong to no checkpoint: the earlier
+            # checkpoint at this prefix they overwrote is gone too. Before any, it is intact.
             if renamed:
                 for r in renamed:
                     remove_quietly(r)
-                remove_quietly(index_final)
+                remove_quietly(old_index)
+            elif replacing and os.path.exists(old_index):
+                try:
+                    os.replace(old_index, index_final)
+                except OSError:
+                    pass
             raise
+        if replacing:
+            remove_quietly(old_index)
         if replacing:  # (only a rewritten prefix can have an earlier checkpoint's shards: no listing per new save)
             _remove_stale_shards(prefix, self.num_shards)
         if self.sync:

@@ -228,3 +228,32 @@ def test_manager_restore_of_a_deleted_latest_checkpoint(tmp_path) -> None:
         m2.restore_or_initialize()
     assert m2.latest_checkpoint == path
     m2.close()
+
+
+def test_retention_in_a_directory_named_with_glob_characters_keeps_to_itself(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # (fs review: run[1]/ matched run1/ as a glob: a Saver there deleted run1's checkpoints, kept
+    # all of its own, and latest_checkpoint("run[1]") was None; TensorFlow 2.21 does the same)
+    import numpy as np
+
+    import tfckpt
+
+    other = tmp_path / "run1"
+    saver = tfckpt.Saver(max_to_keep=5)
+    for step in (1, 2, 3):
+        saver.save({"w": np.ones(2)}, str(other / "model.ckpt"), global_step=step, write_meta_graph=False)
+    before = sorted(p.name for p in other.iterdir())
+    odd = tmp_path / "run[1]"
+    saver = tfckpt.Saver(max_to_keep=2)
+    for step in (1, 2, 3, 4):
+        saver.save({"w": np.full(2, step)}, str(odd / "model.ckpt"), global_step=step)
+    assert sorted(p.name for p in other.iterdir()) == before
+    assert sorted(p.name for p in odd.iterdir() if p.suffix == ".index") == ["model.ckpt-3.index", "model.ckpt-4.index"]
+    assert not (odd / "model.ckpt-1.meta").exists()
+    assert tfckpt.latest_checkpoint(str(odd)) == str(odd / "model.ckpt-4")
+    manager = tfckpt.CheckpointManager({"w": np.ones(2)}, str(tmp_path / "m[0]"), max_to_keep=1)
+    tfckpt.CheckpointManager({"w": np.ones(2)}, str(tmp_path / "m0"), max_to_keep=3).save()
+    manager.save()
+    manager.save()
+    assert sorted(p.name for p in (tmp_path / "m0").iterdir()) == ["checkpoint", "ckpt-1.data-00000-of-00001",
+                                                                   "ckpt-1.index"]
+    assert manager.checkpoints == [str(tmp_path / "m[0]" / "ckpt-2")]

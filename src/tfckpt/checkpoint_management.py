@@ -176,10 +176,33 @@ def get_checkpoint_state(
     return state
 
 
+def glob_files(pattern: str) -> list[str]:
+    """The files matching ``pattern``, whose directory part is taken literally: only the file
+    name may hold wildcards (``model.ckpt-7-?????-of-00002``). A directory named ``run[1]``
+    must not match ``run1``: retention would delete another run's checkpoints (TensorFlow's
+    globbing of the whole path does).
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(d, "run1")); open(os.path.join(d, "run1", "a.index"), "w").close()
+        >>> glob_files(os.path.join(d, "run[1]", "a.index")), len(glob_files(os.path.join(d, "run1", "*.index")))
+        ([], 1)
+    """
+    d, base = os.path.split(pattern)
+    return glob.glob(os.path.join(glob.escape(d), base) if d else base)
+
+
+def literal_pattern(prefix: str) -> str:
+    """``prefix`` for :func:`glob_files` matching itself only (its file name escaped)."""
+    d, base = os.path.split(prefix)
+    return os.path.join(d, glob.escape(base)) if d else glob.escape(base)
+
+
 def checkpoint_exists(checkpoint_prefix: PathLike) -> bool:
     """True if ``<prefix>.index`` (V2) or ``<prefix>`` (V1 file or pattern) exists."""
     prefix = as_path(checkpoint_prefix, "checkpoint_prefix")
-    return bool(glob.glob(prefix + ".index") or glob.glob(prefix))
+    return bool(os.path.exists(prefix + ".index") or glob_files(prefix + ".index") or glob_files(prefix))
 
 
 def named_checkpoint(checkpoint_dir: PathLike, latest_filename: str | None = None) -> tuple[str | None, str]:
@@ -203,7 +226,7 @@ def get_checkpoint_mtimes(checkpoint_prefixes: Sequence[PathLike]) -> list[float
     out = []
     for p in checkpoint_prefixes:
         prefix = as_path(p, "checkpoint_prefixes item")
-        matches = glob.glob(prefix + ".index") or glob.glob(prefix)
+        matches = glob_files(literal_pattern(prefix) + ".index") or glob_files(prefix)
         if matches:
             out.append(os.stat(matches[0]).st_mtime_ns / 1e9)
     return out
@@ -213,13 +236,13 @@ def remove_checkpoint(checkpoint_prefix: PathLike, checkpoint_format_version: in
                       meta_graph_suffix: str = "meta") -> None:
     """Delete a checkpoint's files: its ``.meta``, then ``.index`` and data files (V2) or the file(s) (V1)."""
     prefix = as_path(checkpoint_prefix, "checkpoint_prefix")
-    patterns = [meta_graph_filename(prefix, meta_graph_suffix)]
+    patterns = [literal_pattern(meta_graph_filename(prefix, meta_graph_suffix))]
     if checkpoint_format_version == 2:
-        patterns += [prefix + ".index", prefix + ".data-?????-of-?????"]
+        patterns += [literal_pattern(prefix) + ".index", literal_pattern(prefix) + ".data-?????-of-?????"]
     else:
-        patterns.append(prefix)
+        patterns.append(prefix)  # (a V1 prefix may be a pattern of its shards)
     for pat in patterns:
-        for f in glob.glob(pat):
+        for f in glob_files(pat):
             remove_quietly(f)
 
 

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import glob
 import logging
 import numbers
 import os
@@ -41,7 +40,9 @@ from tfckpt._storage import remove_quietly
 from tfckpt.checkpoint_management import (
     checkpoint_exists,
     get_checkpoint_state,
+    glob_files,
     latest_checkpoint,
+    literal_pattern,
     update_checkpoint_state_internal,
 )
 from tfckpt.errors import (
@@ -219,7 +220,8 @@ class CheckpointManager:
         for ev in self._policy.evict():
             if ev.keep:
                 continue
-            for f in glob.glob(ev.path + ".index") + glob.glob(ev.path + ".data-?????-of-?????"):
+            for f in glob_files(literal_pattern(ev.path) + ".index") + \
+                    glob_files(literal_pattern(ev.path) + ".data-?????-of-?????"):
                 remove_quietly(f)
 
     def save(self, checkpoint_number: object = None, check_interval: bool = True, options: object = None,

@@ -91,3 +91,33 @@ def test_cli_cleanup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert capsys.readouterr().out == f"nothing to clean in {tmp_path}\n"
     assert main(["cleanup", str(tmp_path / "missing")]) == 1
     assert capsys.readouterr().err.startswith("tfckpt: error: checkpoint directory")
+
+
+_FORKING_TRAINER = """
+import os, signal, sys, numpy as np, tfckpt
+m = tfckpt.CheckpointManager({"w": np.ones(2)}, sys.argv[1], max_to_keep=2)
+m.save()
+r = int(sys.argv[2])
+if os.fork() == 0:  # a worker (a fork-started DataLoader worker, say) that outlives the trainer
+    os.read(r, 1)
+    os._exit(0)
+os.kill(os.getpid(), signal.SIGKILL)  # the trainer dies; its worker lives on
+"""
+
+
+def test_a_forked_worker_outliving_a_killed_trainer_does_not_keep_the_lock(tmp_path: Path) -> None:
+    import os
+
+    r, w = os.pipe()
+    try:
+        proc = subprocess.run([sys.executable, "-c", _FORKING_TRAINER, str(tmp_path), str(r)], pass_fds=(r,),
+                              timeout=120)
+        assert proc.returncode == -9
+        # (the worker still runs, blocked on the pipe: it inherited the lock's descriptor, which
+        # kept the directory locked, naming the dead trainer's pid)
+        m = tfckpt.CheckpointManager({"w": np.ones(2)}, str(tmp_path), max_to_keep=2)
+        assert m.save() == str(tmp_path / "ckpt-2")
+        m.close()
+    finally:
+        os.close(r)
+        os.close(w)  # (the worker reads end-of-file and exits)

@@ -8,7 +8,9 @@ a second writer fails fast with an :class:`~tfckpt.errors.AlreadyExistsError`
 naming the holder's pid (read from ``/proc/locks`` where the system has it).
 
 The kernel drops a ``flock`` when its holder dies, so the lock of a killed
-process is never stale: the next writer simply takes it. Locks belong to open
+process is never stale: the next writer simply takes it. A forked child closes
+the descriptors it inherits (without unlocking), so a worker outliving its
+killed parent does not keep the lock. Locks belong to open
 file descriptions, so two ``DirectoryLock`` objects on one directory conflict
 even inside one process. Where ``fcntl`` is missing (Windows) locking is a
 no-op.
@@ -28,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import os
+import weakref
 from types import TracebackType
 
 from tfckpt._paths import PathLike, as_path
@@ -59,6 +62,27 @@ def read_lock_holder(directory: PathLike) -> dict[str, str] | None:
         if fields[5] == want:
             return {"pid": fields[4]}
     return None
+
+
+_HELD: weakref.WeakSet[DirectoryLock] = weakref.WeakSet()
+
+
+def _drop_inherited() -> None:
+    """In a forked child (a DataLoader worker...): close the inherited lock descriptors without
+    unlocking (that would unlock the parent's). Otherwise a child outliving a killed trainer
+    keeps its directory locked, and the restarted trainer cannot save."""
+    for lock in list(_HELD):
+        fd, lock._fd = lock._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited)
 
 
 class DirectoryLock:
@@ -118,6 +142,7 @@ class DirectoryLock:
             os.close(fd)
             raise os_error(e, self.directory, "cannot lock") from None
         self._fd = fd
+        _HELD.add(self)
 
     def release(self) -> None:
         """Release the lock (a no-op if it is not held)."""
@@ -125,6 +150,7 @@ class DirectoryLock:
         if fd is None:
             return
         self._fd = None
+        _HELD.discard(self)
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)

@@ -121,3 +121,18 @@ def test_a_forked_worker_outliving_a_killed_trainer_does_not_keep_the_lock(tmp_p
     finally:
         os.close(r)
         os.close(w)  # (the worker reads end-of-file and exits)
+
+
+def test_a_manager_through_a_symlink_takes_over_in_one_process(tmp_path: Path) -> None:
+    import os
+
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink(real, tmp_path / "link")
+    first = tfckpt.CheckpointManager({"w": np.ones(2)}, str(real), max_to_keep=2)
+    first.save()
+    second = tfckpt.CheckpointManager({"w": np.ones(2)}, str(tmp_path / "link"), max_to_keep=2)
+    assert second.save() == str(tmp_path / "link" / "ckpt-2")  # (was AlreadyExistsError: keyed by path, locked by inode)
+    with pytest.raises(FailedPreconditionError, match="superseded"):
+        first.save()
+    second.close()

@@ -270,7 +270,7 @@ class CheckpointManager:
                 f"can no longer save (keep one manager per directory).",
                 path=self._directory,
             )
-        key = os.path.abspath(self._directory)
+        key = os.path.realpath(self._directory)  # (a symlinked path is the same directory, as its flock is)
         other = _WRITERS.get(key)
         if other is not None and other is not self:
             other._superseded = True

@@ -500,7 +500,7 @@ class Saver:
 
     def _claim(self, directory: str) -> None:
         """Hold the writer lock of ``directory`` until :meth:`close` (the CheckpointManager's mode)."""
-        key = os.path.abspath(directory or ".")
+        key = os.path.realpath(directory or ".")
         if key not in self._locks:
             from tfckpt.cleanup import claim_directory
 
@@ -513,7 +513,7 @@ class Saver:
         The first save into a directory also removes the leftovers of saves that were
         killed there (temp files, data files without an index): see :func:`tfckpt.cleanup.cleanup`.
         """
-        key = os.path.abspath(directory or ".")
+        key = os.path.realpath(directory or ".")
         if key in self._locks:
             return None
         if key not in self._cleaned:

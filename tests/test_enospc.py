@@ -96,3 +96,24 @@ def test_saver_hits_the_file_size_limit(tmp_path: Path) -> None:
     assert not [n for n in after if "tempstate" in n or ".tmp" in n or n.startswith("model.ckpt-2")], sorted(after)
     assert after["checkpoint"] == before["checkpoint"]
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+def test_a_meta_file_the_disk_cannot_take_leaves_no_untracked_checkpoint(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # (fs review: the checkpoint was committed, then the .meta failed: it was never recorded,
+    # so retention never deleted it and cleanup kept it, having an index)
+    from tfckpt.errors import ResourceExhaustedError
+
+    saver = tfckpt.Saver(max_to_keep=2)
+    saver.save({"w": np.ones(2)}, str(tmp_path / "model.ckpt"), global_step=1)
+    state_before = (tmp_path / "checkpoint").read_bytes()
+
+    def full(*a: object, **kw: object) -> None:
+        raise ResourceExhaustedError("cannot write model.ckpt-2.meta: No space left on device")
+
+    monkeypatch.setattr(tfckpt.Saver, "_write_meta", full)
+    with pytest.raises(ResourceExhaustedError):
+        saver.save({"w": np.ones(2)}, str(tmp_path / "model.ckpt"), global_step=2)
+    assert sorted(p.name for p in tmp_path.iterdir() if "ckpt-2" in p.name) == []
+    assert (tmp_path / "checkpoint").read_bytes() == state_before
+    assert tfckpt.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-1")

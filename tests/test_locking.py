@@ -132,7 +132,7 @@ def test_a_manager_through_a_symlink_takes_over_in_one_process(tmp_path: Path) -
     first = tfckpt.CheckpointManager({"w": np.ones(2)}, str(real), max_to_keep=2)
     first.save()
     second = tfckpt.CheckpointManager({"w": np.ones(2)}, str(tmp_path / "link"), max_to_keep=2)
-    assert second.save() == str(tmp_path / "link" / "ckpt-2")  # (was AlreadyExistsError: keyed by path, locked by inode)
+    assert second.save() == str(tmp_path / "link" / "ckpt-2")  # (was AlreadyExistsError)
     with pytest.raises(FailedPreconditionError, match="superseded"):
         first.save()
     second.close()

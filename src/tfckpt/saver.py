@@ -484,7 +484,13 @@ class Saver:
             values = []
         if write_meta_graph:
             untrainable = _state.untrainable_paths(sess) if sess is not None and self._entries is None else set()
-            self._write_meta(checkpoint_file, entries, values, meta_graph_suffix, strip_default_attrs, untrainable)
+            try:
+                self._write_meta(checkpoint_file, entries, values, meta_graph_suffix, strip_default_attrs,
+                                 untrainable)
+            except CheckpointError:
+                if model_path is not None:  # (not recorded yet: nothing would ever remove it)
+                    remove_checkpoint(model_path, self._write_version, meta_graph_suffix)
+                raise
         if model_path is not None and write_state:
             self._retention.record(model_path, self._clock())
             update_checkpoint_state_internal(

@@ -154,3 +154,27 @@ def test_cleanup_dry_run_says_a_real_run_would_be_refused(tmp_path: Path, capsys
         capsys.readouterr()
     assert main(["cleanup", str(tmp_path), "--dry-run"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_cleanup_that_cannot_remove_a_leftover_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # (fs review: on a read-only directory it warned, then said "nothing to clean" and exited 0)
+    import errno
+    import os
+
+    from tfckpt import cleanup as cleanup_module
+    from tfckpt.cli import main
+
+    (tmp_path / "model.ckpt-7.index.tempstate123").write_bytes(b"")
+    (tmp_path / "model.ckpt-9.data-00000-of-00001").write_bytes(b"x")
+
+    def read_only(path: object, *a: object, **kw: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(cleanup_module.os, "remove", read_only)
+    with pytest.raises(tfckpt.errors.PermissionDeniedError, match="2 of 2 leftovers could not be removed"):
+        cleanup_module.cleanup(str(tmp_path))
+    assert main(["cleanup", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Read-only file system" in err
+    assert len(err.strip().splitlines()) == 1

@@ -103,6 +103,8 @@ def cleanup(directory: PathLike, *, dry_run: bool = False, lock: bool = True) ->
     Raises:
         NotFoundError: ``directory`` does not exist.
         AlreadyExistsError: another writer holds the directory lock.
+        PermissionDeniedError: (or another :class:`CheckpointError` of the OS error) a leftover
+            could not be removed, e.g. on a read-only file system; the others were.
 
     Example:
         >>> import tempfile, os, numpy as np, tfckpt
@@ -160,6 +162,7 @@ def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
     if dry_run:
         return removed
     done: list[str] = []
+    failed: list[tuple[str, OSError]] = []
     for p in doomed_files:
         try:
             os.remove(p)
@@ -167,7 +170,7 @@ def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
         except FileNotFoundError:
             pass
         except OSError as err:
-            logger.warning("cleanup: cannot remove %s: %s", p, err)
+            failed.append((p, err))
     for d, files in doomed_dirs:
         for p in files:
             try:
@@ -177,8 +180,14 @@ def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
         try:
             os.rmdir(d)
             done.append(d)
+        except FileNotFoundError:
+            pass
         except OSError as err:
-            logger.warning("cleanup: cannot remove %s: %s", d, err)
+            failed.append((d, err))
+    if failed:
+        first = os_error(failed[0][1], failed[0][0], "cannot remove")
+        raise type(first)(f"{first.message} ({len(failed)} of {len(removed)} leftovers could not be removed, "
+                          f"{len(done)} were)", path=first.path)
     return sorted(done)
 
 

@@ -274,3 +274,24 @@ def test_output_into_a_closed_pipe_is_not_an_error(tmp_path: pathlib.Path) -> No
     assert proc.wait() == 0
     assert proc.stderr is not None
     assert proc.stderr.read() == b""
+
+
+def test_ls_through_a_symlink_and_of_a_copied_run(tmp_path, capsys):
+    # (fs review: through a symlink every checkpoint was listed twice, "kept, missing" and
+    # "untracked"; a copy whose state file names the original's absolute paths said "missing")
+    import os
+    import shutil
+
+    real = tmp_path / "real"
+    saver = tfckpt.Saver(save_relative_paths=False)
+    for step in (1, 2):
+        saver.save({"w": np.ones(2)}, str(real / "model.ckpt"), global_step=step, write_meta_graph=False)
+    os.symlink(real, tmp_path / "link")
+    assert main(["ls", str(tmp_path / "link"), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["checkpoints"]
+    assert [(c["name"], c["status"]) for c in listed] == [("model.ckpt-1", ["kept"]),
+                                                          ("model.ckpt-2", ["latest", "kept"])]
+    shutil.copytree(real, tmp_path / "copy")
+    assert main(["ls", str(tmp_path / "copy"), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["checkpoints"]
+    assert {c["name"]: c["status"] for c in listed}[str(real / "model.ckpt-2")] == ["latest", "kept", "elsewhere"]

@@ -12,7 +12,7 @@ from typing import Any
 from tfckpt._cli_format import dump_json, human_bytes, print_line, print_table, styled
 from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._format.v1 import is_v1_checkpoint
-from tfckpt.checkpoint_management import get_checkpoint_state
+from tfckpt.checkpoint_management import checkpoint_exists, get_checkpoint_state
 from tfckpt.cleanup import _STATE_TMP, _TEMP_DIR, _TEMPSTATE
 from tfckpt.errors import CheckpointError, NotFoundError
 
@@ -29,6 +29,7 @@ status words:
   preserved    not listed, but no newer than last_preserved_timestamp (keep_checkpoint_every_n_hours)
   untracked    complete on disk but not named by the state file
   missing      named by the state file but not on disk
+  elsewhere    named by the state file, on disk in another directory (a copied or moved run)
   incomplete   data without index, index naming missing shards, unreadable index
 Leftovers of interrupted saves (*.tempstate*, checkpoint.tmp*, *_temp/ directories) are listed apart.
 """
@@ -152,10 +153,11 @@ def scan(directory: str) -> Listing:
         stamps = list(state.all_model_checkpoint_timestamps)
         listing.last_preserved_timestamp = state.last_preserved_timestamp or None
     missing = set()
+    elsewhere = set()
     for name in [*kept, *([latest] if latest else [])]:
         if name not in ckpts:
             ckpts[name] = Checkpoint(name, step=_step(name))
-            missing.add(name)
+            (elsewhere if os.path.isabs(name) and checkpoint_exists(name) else missing).add(name)
     for name, c in ckpts.items():
         if name == latest:
             c.status.insert(0, "latest")
@@ -164,8 +166,8 @@ def scan(directory: str) -> Listing:
             i = kept.index(name)
             if i < len(stamps):
                 c.timestamp = stamps[i]
-        if name in missing:
-            c.status.append("missing")
+        if name in missing or name in elsewhere:
+            c.status.append("missing" if name in missing else "elsewhere")
             continue
         complete = not c.problems and c.format != "?"
         if c.format == "?" and not c.problems:
@@ -186,7 +188,7 @@ def scan(directory: str) -> Listing:
 
 def _rel(directory: str, path: str) -> str:
     path = _V1_PATTERN.sub("", path)  # a sharded V1 checkpoint is named by its pattern
-    if os.path.dirname(os.path.abspath(path)) == os.path.abspath(directory):
+    if os.path.realpath(os.path.dirname(os.path.abspath(path))) == os.path.realpath(directory):
         return os.path.basename(path)
     return path
 
@@ -240,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         if c.problems:
             status += ": " + "; ".join(c.problems)
         rows.append(["-" if c.step is None else str(c.step), c.name, c.format, _fmt_time(c.timestamp or c.mtime),
-                     "-" if "missing" in c.status else human_bytes(c.size), status])
+                     "-" if "missing" in c.status or "elsewhere" in c.status else human_bytes(c.size), status])
         styles.append(next((_STYLE[s] for s in ("incomplete", "missing", "latest", "untracked") if s in c.status),
                            None))
     if not rows:

@@ -152,8 +152,8 @@ def scan(directory: str) -> Listing:
         kept = [_rel(directory, p) for p in state.all_model_checkpoint_paths]
         stamps = list(state.all_model_checkpoint_timestamps)
         listing.last_preserved_timestamp = state.last_preserved_timestamp or None
-    missing = set()
-    elsewhere = set()
+    missing: set[str] = set()
+    elsewhere: set[str] = set()
     for name in [*kept, *([latest] if latest else [])]:
         if name not in ckpts:
             ckpts[name] = Checkpoint(name, step=_step(name))

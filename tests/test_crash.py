@@ -225,3 +225,14 @@ def test_sigkill_many_times_saver(tmp_path: Path) -> None:
     stats = run_kills(tmp_path, 200, "saver", seed=4)
     assert stats["kills"] == 200
     assert stats["removed"] > 0
+
+
+def test_cleanup_removes_the_temp_of_a_custom_state_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # (fs review: save(..., latest_filename="best") killed mid-update left best.tmp<hex> forever)
+    from tfckpt.cleanup import cleanup
+
+    (tmp_path / ("best.tmp" + "0123456789abcdef" * 2)).write_bytes(b"model_checkpoint_path: ...")
+    (tmp_path / "best").write_bytes(b"kept")
+    (tmp_path / "notes.tmp").write_bytes(b"not ours")
+    assert [p.rsplit("/", 1)[-1] for p in cleanup(str(tmp_path))] == ["best.tmp" + "0123456789abcdef" * 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "notes.tmp"]

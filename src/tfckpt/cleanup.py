@@ -6,7 +6,8 @@ only leaves litter behind. :func:`cleanup` removes exactly that litter from one
 directory, and nothing else:
 
 * ``<anything>.tempstate<digits>``: data, index or state files being written;
-* ``checkpoint.tmp<32 hex digits>``: a state file being written;
+* ``checkpoint.tmp<32 hex digits>``: a state file being written (``<latest_filename>.tmp...``
+  for another state file name);
 * ``<prefix>_temp/`` (or ``<prefix>_temp_<32 hex>/``): the part directory of a
   sharded save, removed only if it holds nothing but ``part-*`` shard files;
 * ``<prefix>.data-NNNNN-of-MMMMM`` whose ``<prefix>.index`` is missing: data
@@ -42,7 +43,7 @@ __all__ = ["claim_directory", "cleanup"]
 logger = logging.getLogger("tfckpt")
 
 _TEMPSTATE = re.compile(r".+\.tempstate\d+")
-_STATE_TMP = re.compile(r"checkpoint\.tmp[0-9a-f]{32}")
+_STATE_TMP = re.compile(r".+\.tmp[0-9a-f]{32}")  # (checkpoint, or a Saver's latest_filename)
 _TEMP_DIR = re.compile(r".+_temp(_[0-9a-f]{32})?")
 _PART_FILE = re.compile(r"part-\d{5}-of-\d{5}(\.index|\.data-\d{5}-of-\d{5})(\.tempstate\d+)?")
 _DATA = re.compile(r"(?P<prefix>.+)\.data-\d{5}-of-\d{5}")

@@ -226,7 +226,7 @@ def get_checkpoint_mtimes(checkpoint_prefixes: Sequence[PathLike]) -> list[float
     out = []
     for p in checkpoint_prefixes:
         prefix = as_path(p, "checkpoint_prefixes item")
-        matches = glob_files(literal_pattern(prefix) + ".index") or glob_files(prefix)
+        matches = glob_files(prefix + ".index") or glob_files(prefix)  # (the file name may be a pattern)
         if matches:
             out.append(os.stat(matches[0]).st_mtime_ns / 1e9)
     return out

@@ -276,11 +276,11 @@ def restore_entries(reader: CheckpointReader, entries: list[Entry], sess: object
 
             torch_adapter.assign_(target, arr)  # type: ignore[arg-type]
         elif isinstance(target, np.ndarray) and target.flags.writeable:
-            if target.dtype.kind in "SU" and _state.fixed_width_strings(target, arr) is not target:
-                raise InvalidArgumentError(f"tensor_name = {e.key}; its strings are longer than the {target.dtype} "
-                                           "array given for it holds: give an array of dtype object", key=e.key)
             if target.dtype.kind not in "SU":
                 target[...] = arr
+            elif _state.fixed_width_strings(target, arr) is not target:
+                raise InvalidArgumentError(f"tensor_name = {e.key}; its strings are longer than the {target.dtype} "
+                                           "array given for it holds: give an array of dtype object", key=e.key)
         result[e.key] = arr
 
     # every shape error before anything is written

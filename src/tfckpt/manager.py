@@ -36,13 +36,11 @@ import numpy as np
 from tfckpt._convert import to_array
 from tfckpt._paths import PathLike, as_path
 from tfckpt._retention import ManagerRetention, check_options, wall_clock
-from tfckpt._storage import remove_quietly
 from tfckpt.checkpoint_management import (
     checkpoint_exists,
     get_checkpoint_state,
-    glob_files,
     latest_checkpoint,
-    literal_pattern,
+    remove_checkpoint,
     update_checkpoint_state_internal,
 )
 from tfckpt.errors import (
@@ -220,9 +218,7 @@ class CheckpointManager:
         for ev in self._policy.evict():
             if ev.keep:
                 continue
-            for f in glob_files(literal_pattern(ev.path) + ".index") + \
-                    glob_files(literal_pattern(ev.path) + ".data-?????-of-?????"):
-                remove_quietly(f)
+            remove_checkpoint(ev.path)
 
     def save(self, checkpoint_number: object = None, check_interval: bool = True, options: object = None,
              *, state: object = None) -> str | None:

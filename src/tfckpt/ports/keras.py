@@ -48,10 +48,6 @@ class _Layer:
     kernel: str
     bias: str | None
 
-    @property
-    def attr(self) -> str:
-        return "_kernel" if self.kernel.endswith("/_kernel" + _SUFFIX) else "kernel"
-
 
 def _value_key(graph: Any, node_id: int) -> str | None:
     for a in graph.nodes[node_id].attributes:
@@ -128,15 +124,23 @@ def rules(
 
     ``kernel_attr``: ``"kernel"`` (Keras 2) or ``"_kernel"`` (Keras 3), or a per-layer mapping.
     """
-    mapping: dict[str, str] = {}
-    ts = TransformSet()
+    pairs = []
     for layer, dst in layer_map.items():
         attr = kernel_attr if isinstance(kernel_attr, str) else kernel_attr.get(layer, "kernel")
-        mapping[f"{layer}/{attr}{_SUFFIX}"] = f"{dst}.weight"
-        mapping[f"{layer}/bias{_SUFFIX}"] = f"{dst}.bias"
+        pairs.append((_Layer(layer, {layer}, f"{layer}/{attr}{_SUFFIX}", f"{layer}/bias{_SUFFIX}"), dst))
+    return _rules_for(pairs)
+
+
+def _rules_for(pairs: list[tuple[_Layer, str]]) -> tuple[Rules, TransformSet]:
+    """Rules taking each layer's kernel and bias keys to ``<dst>.weight``/``.bias``, and the kernel transforms."""
+    mapping: dict[str, str] = {}
+    ts = TransformSet()
+    for la, dst in pairs:
+        mapping[la.kernel] = f"{dst}.weight"
+        if la.bias is not None:
+            mapping[la.bias] = f"{dst}.bias"
         ts.add("re:" + re.escape(f"{dst}.weight"), TorchKernel())
-    r = Rules().include(*("re:" + re.escape(k) for k in mapping)).map(mapping)
-    return r, ts
+    return Rules().include(*("re:" + re.escape(k) for k in mapping)).map(mapping), ts
 
 
 def _torch_layers(module: Any) -> list[str]:
@@ -177,7 +181,7 @@ def load_into_torch(
                 f"cannot pair {len(layers)} Keras layers with kernels ({names}) with "
                 f"{len(torch_names)} torch layers ({', '.join(torch_names)}): pass layer_map"
             )
-        pairs = list(zip(layers, torch_names))
+        pairs: list[tuple[_Layer, str]] = list(zip(layers, torch_names))
     else:
         by_path = {p: la for la in layers for p in (la.name, *la.paths)}
         pairs = []
@@ -186,12 +190,5 @@ def load_into_torch(
             if la is None:  # (a layer the checkpoint lacks: its names, for the report's missing list)
                 la = _Layer(path, {path}, f"{path}/kernel{_SUFFIX}", f"{path}/bias{_SUFFIX}")
             pairs.append((la, dst))
-    mapping: dict[str, str] = {}
-    ts = TransformSet()
-    for la, dst in pairs:
-        mapping[la.kernel] = f"{dst}.weight"
-        if la.bias is not None:
-            mapping[la.bias] = f"{dst}.bias"
-        ts.add("re:" + re.escape(f"{dst}.weight"), TorchKernel())
-    r = Rules().include(*("re:" + re.escape(k) for k in mapping)).map(mapping)
+    r, ts = _rules_for(pairs)
     return restore_partial(ckpt_dir_or_file, module, rules=r, transforms=ts, strict=strict, dtype_policy=dtype_policy)

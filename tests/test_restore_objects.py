@@ -272,3 +272,73 @@ def test_fixed_width_string_arrays_are_not_cut(tmp_path: Path) -> None:
     narrow = np.array(["cat", "dog"])
     with pytest.raises(InvalidArgumentError, match="longer than the <U3 array"):
         tfckpt.Saver(var_list={"labels": narrow}).restore(None, p)  # (a var_list array cannot be replaced)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "one transposed weight"])
+def test_a_stock_module_is_written_in_place_without_load_state_dict(
+        tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch's load_state_dict scans every key once per submodule: a flat Sequential of 20,000
+    # layers took minutes; a stock module's state dict tensors are its own memory, written directly
+    src = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(50)])
+    p = _save({"m": src}, tmp_path)
+    dst = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(50)])
+    if layout == "one transposed weight":  # (not read in place: written from a new array)
+        with torch.no_grad():
+            dst[7].weight = torch.nn.Parameter(torch.zeros(2, 2).t())
+    calls: list[object] = []
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda self, *a, **k: calls.append(self))
+    tfckpt.Saver().restore({"m": dst}, p)
+    assert calls == []
+    for a, b in zip(src.state_dict().values(), dst.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_module_with_an_overridden_state_dict_still_gets_load_state_dict(tmp_path: Path) -> None:
+    class Copies(torch.nn.Linear):  # type: ignore[misc]
+        def state_dict(self, *a: Any, **k: Any) -> Any:
+            return {n: t.clone() for n, t in super().state_dict(*a, **k).items()}
+
+    src = Copies(3, 2)
+    p = _save({"m": src}, tmp_path)
+    dst = Copies(3, 2)
+    tfckpt.Saver().restore({"m": dst}, p)
+    assert torch.equal(dst.weight, src.weight)
+    assert torch.equal(dst.bias, src.bias)
+
+
+class _Counter:
+    """A non-torch object whose state grows: a dict keyed by class index."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, Any] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts)} if self.counts else {}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.counts = dict(sd.get("counts", {}))
+
+
+def test_an_int_keyed_dict_of_a_non_torch_object_stays_a_dict(tmp_path: Path) -> None:
+    c = _Counter()
+    c.counts = {0: np.array(5), 1: np.array(7)}
+    p = _save({"c": c}, tmp_path)
+    fresh = _Counter()
+    tfckpt.Saver().restore({"c": fresh}, p)
+    assert isinstance(fresh.counts, dict)
+    assert sorted(fresh.counts) == [0, 1]
+    assert int(fresh.counts[1]) == 7
+
+
+def test_a_user_defined_optimizer_subclass_gets_its_lists_back(tmp_path: Path) -> None:
+    class MyLbfgs(torch.optim.LBFGS):  # type: ignore[misc]
+        pass
+
+    w = torch.nn.Parameter(torch.tensor([1.5, -0.5]))
+    o = MyLbfgs([w], history_size=3, max_iter=2)
+    for _ in range(3):
+        _lbfgs_step(w, o)
+    p = _save({"o": o}, tmp_path)
+    fresh = MyLbfgs([torch.nn.Parameter(torch.zeros(2))], history_size=3, max_iter=2)
+    tfckpt.Saver().restore({"o": fresh}, p)
+    assert isinstance(fresh.state_dict()["state"][0]["old_dirs"], list)

@@ -463,7 +463,8 @@ def fixed_width_strings(leaf: np.ndarray[Any, Any], value: np.ndarray[Any, Any])
 def _expand(path: str, keys: list[str], ctx: _Ctx, torch_ctx: bool) -> dict[Any, Any]:
     """The values of ``keys`` (under ``path``) as a new nested structure to merge into the
     container at ``path``: integer path parts become int keys, and below the top level a
-    container whose keys are exactly 0..n-1 is a list (an L-BFGS history: ``old_dirs/0``...)."""
+    container whose keys are exactly 0..n-1 is a list in a torch object's state (an L-BFGS history:
+    ``old_dirs/0``...; elsewhere a dict with int keys stays one: nothing tells them apart on disk)."""
     out: dict[Any, Any] = {}
     for key in keys:
         rest = key[len(path) + len(ctx.sep):] if path else key
@@ -488,11 +489,12 @@ def _expand(path: str, keys: list[str], ctx: _Ctx, torch_ctx: bool) -> dict[Any,
                 leaf = torch_adapter.from_numpy(value)
         last = parts[-1]
         node[int(last) if last.isdigit() else last] = leaf
-    return _listify(out)
+    return _listify(out) if torch_ctx else out
 
 
 def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool, top: bool = False) -> object:
-    """``sd``: None outside state_dicts; "module" / "other" inside one (others may grow);
+    """``sd``: None outside state_dicts; "module" / "other" inside one (others may grow); "plain"
+    inside a stock torch module's (its tensors are written in place, no ``load_state_dict``);
     ``top``: ``node`` is a state dict itself (a new dict ``state_dict()`` made, updated in place
     so that attributes such as a module's ``_metadata`` stay)."""
     sep = ctx.sep
@@ -500,7 +502,7 @@ def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool
         return None
     if _is_leaf(node):
         if path in ctx.values:
-            return _new_leaf(node, np.asarray(ctx.values[path]), sd is not None)
+            return _new_leaf(node, np.asarray(ctx.values[path]), sd in ("module", "other"))
         return node
     if isinstance(node, Mapping):
         new = {k: _rebuild(v, _join(path, k, sep), ctx, sd, torch_ctx) for k, v in node.items()}
@@ -536,10 +538,13 @@ def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool
         return tuple(items) if type(node) is tuple else type(node)(items)  # type: ignore[arg-type]
     if _has_state_dict(node):
         kind = "module" if _is_module(node) else "other"
-        is_torch = type(node).__module__.startswith("torch") or torch_ctx
+        is_torch = torch_ctx or _is_torch_object(node)
         old_sd = _state_dict(node, ctx.captured)
         # a module built on the meta device takes the restored tensors themselves
         meta = kind == "module" and any(getattr(v, "is_meta", False) for v in old_sd.values())
+        if not meta and _plain_torch_module(node):  # (its state dict's tensors are its own memory:
+            _rebuild(old_sd, path, ctx, "plain", True, top=True)  # written in place, as load_state_dict
+            return node  # would, without its cost: a scan of every key per submodule)
         new_sd = _rebuild(old_sd, path, ctx, kind, is_torch, top=True)
         try:
             node.load_state_dict(new_sd, **({"assign": True} if meta else {}))  # type: ignore[attr-defined]
@@ -553,6 +558,24 @@ def _rebuild(node: object, path: str, ctx: _Ctx, sd: str | None, torch_ctx: bool
         children = [_rebuild(v, _join(path, k, sep), ctx, sd, torch_ctx) for k, v in tree[0]]
         return tree[1].unflatten(children)
     raise InvalidArgumentError(f"cannot restore into a {type(node).__name__} at {path!r}")
+
+
+def _is_torch_object(node: object) -> bool:
+    """A torch module, optimizer or scheduler, subclasses included."""
+    if type(node).__module__.startswith("torch"):
+        return True
+    torch = sys.modules.get("torch")
+    kinds = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler) if torch else ()
+    return isinstance(node, kinds)
+
+
+def _plain_torch_module(node: object) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(node, torch.nn.Module):
+        return False
+    from tfckpt.adapters import torch as torch_adapter
+
+    return torch_adapter.plain_module(node)
 
 
 def _longer(path: str, have: int, ctx: _Ctx, torch_ctx: bool) -> list[Any]:
@@ -577,7 +600,9 @@ def assign(state: object, values: Mapping[str, Any], *, strict: bool = True, sep
     numpy scalars) are replaced in a new pytree, which is returned (mutable dicts and
     lists holding them are updated in place too). Every object with ``state_dict()`` gets
     ``load_state_dict`` called (its hooks run, and an object whose ``state_dict()`` returns
-    copies gets the values), even when no value of it is in ``values``: ``captured``, from the
+    copies gets the values), even when no value of it is in ``values`` (a torch module with no
+    state-dict hooks, overrides or extra state is written in place instead, as its own
+    ``load_state_dict`` would, without a scan of every key per submodule): ``captured``, from the
     :func:`flatten` whose leaves a caller filled in place, supplies those filled state dicts.
 
     Example:

@@ -185,9 +185,17 @@ def read_whole_file(path: str, *, max_size: int | None = None) -> bytes:
         raise os_error(e, path, "cannot read") from None
 
 
-def temp_name(path: str) -> str:
-    """TensorFlow's temporary name for ``path``: ``<path>.tempstate<random u64>``."""
-    return f"{path}.tempstate{secrets.randbits(64)}"
+def temp_name(path: str, token: int | None = None) -> str:
+    """TensorFlow's temporary name for ``path``: ``<path>.tempstate<random u64>`` (``token``: that
+    number, when the temporaries of one save share it)."""
+    return f"{path}.tempstate{secrets.randbits(64) if token is None else token}"
+
+
+def aside_name(index_path: str, token: int) -> str:
+    """Where a save that rewrites a prefix keeps the earlier index until its own commits:
+    ``<prefix>.index.aside<token>``, ``token`` that of the save's temporaries (see
+    :func:`tfckpt.cleanup.cleanup`, which puts it back when a killed save overwrote nothing)."""
+    return f"{index_path}.aside{token}"
 
 
 def fsync_dir(dirname: str) -> None:

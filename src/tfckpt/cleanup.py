@@ -11,7 +11,11 @@ directory, and nothing else:
 * ``<prefix>_temp/`` (or ``<prefix>_temp_<32 hex>/``): the part directory of a
   sharded save, removed only if it holds nothing but ``part-*`` shard files;
 * ``<prefix>.data-NNNNN-of-MMMMM`` whose ``<prefix>.index`` is missing: data
-  files renamed into place by a save killed before its index was.
+  files renamed into place by a save killed before its index was;
+* ``<prefix>.index.aside<digits>``: the index of an earlier checkpoint at a prefix
+  being rewritten, moved aside by the save. When that save was killed before it
+  renamed any data file (its first ``.tempstate<same digits>`` data file is still
+  there), the earlier checkpoint is whole: its index is put back, not removed.
 
 Only names directly inside ``directory`` are considered, symbolic links are
 never followed, and no checkpoint the state file names is touched, even if it
@@ -47,6 +51,8 @@ _STATE_TMP = re.compile(r".+\.tmp[0-9a-f]{32}")  # (checkpoint, or a Saver's lat
 _TEMP_DIR = re.compile(r".+_temp(_[0-9a-f]{32})?")
 _PART_FILE = re.compile(r"part-\d{5}-of-\d{5}(\.index|\.data-\d{5}-of-\d{5})(\.tempstate\d+)?")
 _DATA = re.compile(r"(?P<prefix>.+)\.data-\d{5}-of-\d{5}")
+_ASIDE = re.compile(r"(?P<prefix>.+)\.index\.aside(?P<token>\d+)")
+_FIRST_TEMP = re.compile(r"(?P<prefix>.+)\.data-00000-of-\d{5}\.tempstate(?P<token>\d+)")
 _STATE_PATH = re.compile(r'^\s*(?:model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"(.*)"\s*$')
 _MAX_STATE = 64 << 20
 
@@ -134,6 +140,7 @@ def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
         raise os_error(err, directory, "cannot list") from None
     names = {e.name for e in entries}
     protected = _named_prefixes(directory)
+    restored = _put_back_asides(directory, entries, names, dry_run)
     doomed_files: list[str] = []
     doomed_dirs: list[tuple[str, list[str]]] = []
     for e in entries:
@@ -153,6 +160,10 @@ def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
             continue
         if _TEMPSTATE.fullmatch(name) or _STATE_TMP.fullmatch(name):
             doomed_files.append(e.path)
+            continue
+        if _ASIDE.fullmatch(name):
+            if name not in restored:
+                doomed_files.append(e.path)
             continue
         m = _DATA.fullmatch(name)
         if m:
@@ -190,6 +201,30 @@ def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
         raise type(first)(f"{first.message} ({len(failed)} of {len(removed)} leftovers could not be removed, "
                           f"{len(done)} were)", path=first.path)
     return sorted(done)
+
+
+def _put_back_asides(directory: str, entries: list[os.DirEntry[str]], names: set[str], dry_run: bool) -> set[str]:
+    """Put back each moved-aside index whose save overwrote nothing (see the module's docstring),
+    adding the index to ``names``; return the aside names put back (or, dry, that would be)."""
+    firsts = {m.group("token"): m.group("prefix") for m in map(_FIRST_TEMP.fullmatch, names) if m}
+    out: set[str] = set()
+    for e in entries:
+        m = _ASIDE.fullmatch(e.name)
+        if m is None or e.is_symlink() or not e.is_file(follow_symlinks=False):
+            continue
+        prefix = m.group("prefix")
+        if prefix + ".index" in names or firsts.get(m.group("token")) != prefix:
+            continue  # (committed since, or some data file already overwritten: nothing to put back)
+        if not dry_run:
+            try:
+                os.replace(e.path, os.path.join(directory, prefix + ".index"))
+            except OSError as err:
+                raise os_error(err, e.path, "cannot put back") from None
+            logger.warning("put back the index of checkpoint %s, moved aside by a save that was killed "
+                           "before it changed anything", os.path.join(directory, prefix))
+        names.add(prefix + ".index")
+        out.add(e.name)
+    return out
 
 
 def claim_directory(directory: PathLike) -> DirectoryLock:

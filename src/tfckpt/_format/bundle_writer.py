@@ -23,6 +23,7 @@ import errno
 import functools
 import io
 import os
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import repeat
@@ -41,7 +42,7 @@ from tfckpt._format.strings import encode_strings
 from tfckpt._format.table import TableWriter
 from tfckpt._gcpause import paused_gc
 from tfckpt._paths import as_path
-from tfckpt._storage import fsync_dir, os_error, preallocate, remove_quietly, temp_name
+from tfckpt._storage import aside_name, fsync_dir, os_error, preallocate, remove_quietly, temp_name
 from tfckpt.dtypes import DType
 from tfckpt.errors import CheckpointError, InvalidArgumentError, UnimplementedError
 
@@ -349,6 +350,7 @@ class BundleWriter:
         self.sync = sync
         self._streaming = streaming
         self._stream_tmp: str | None = None
+        self._token = secrets.randbits(64)  # (one for the save's temporaries: see cleanup)
         self._stream_file: Any = None
         self._stream_keys: list[bytes] = []
         self._stream_values: list[bytes] = []  # (encoded entries)
@@ -406,7 +408,7 @@ class BundleWriter:
             try:
                 if d:
                     os.makedirs(d, exist_ok=True)
-                self._stream_tmp = temp_name(data_filename(self.prefix, 0, 1))
+                self._stream_tmp = temp_name(data_filename(self.prefix, 0, 1), self._token)
                 self._stream_file = open(self._stream_tmp, "wb", buffering=0)  # noqa: SIM115 (closed in finish/abort)
             except OSError as e:
                 raise os_error(e, self._stream_tmp or d, "cannot create") from None
@@ -687,11 +689,11 @@ class BundleWriter:
             except OSError as e:
                 raise os_error(e, d, "cannot create directory") from None
         finals = [data_filename(prefix, s, self.num_shards) for s in range(self.num_shards)]
-        temps = [temp_name(f) for f in finals]
+        temps = [temp_name(f, self._token) for f in finals]
         index_final = index_filename(prefix)
-        index_tmp = temp_name(index_final)
-        old_index = temp_name(index_final)  # (where an earlier checkpoint's index waits, while rewriting)
-        replacing = False
+        index_tmp = temp_name(index_final, self._token)
+        old_index = aside_name(index_final, self._token)  # (an earlier checkpoint's index, while rewriting)
+        replacing = rewriting = False
         renamed: list[str] = []
         if self._streaming:
             self._open_stream()  # an empty bundle still has its (empty) data file
@@ -724,10 +726,14 @@ class BundleWriter:
                         os.fsync(f.fileno())
             except OSError as e:
                 raise os_error(e, index_tmp, "cannot write") from None
-            # Rewriting a prefix: its old index goes first, so that no instant has the old index
-            # naming new data (a kill between the renames leaves no checkpoint at the prefix, and
-            # `latest_checkpoint` None, instead of one that fails its checksums).
-            replacing = os.path.exists(index_final)
+            # Rewriting a prefix with its shard count: its old index goes aside first, so that no
+            # instant has the old index naming new data (a kill between the renames leaves no
+            # checkpoint at the prefix instead of one that fails its checksums; a kill before the
+            # first data file is renamed leaves the old checkpoint whole, and cleanup puts its
+            # index back). Another shard count overwrites none of the old files: the index
+            # rename replaces one whole checkpoint with the other.
+            rewriting = os.path.exists(index_final)
+            replacing = rewriting and os.path.exists(finals[0])
             if replacing:
                 try:
                     os.replace(index_final, old_index)
@@ -763,7 +769,7 @@ class BundleWriter:
             raise
         if replacing:
             remove_quietly(old_index)
-        if replacing:  # (only a rewritten prefix can have an earlier checkpoint's shards: no listing per new save)
+        if rewriting:  # (only a rewritten prefix can have an earlier checkpoint's shards: no listing per new save)
             _remove_stale_shards(prefix, self.num_shards)
         if self.sync:
             fsync_dir(d)

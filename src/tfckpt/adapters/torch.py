@@ -176,6 +176,30 @@ def is_lazy(t: object) -> bool:
     return bool(lazy(t)) if lazy is not None else False
 
 
+_MODULE_METHODS = ("load_state_dict", "_load_from_state_dict", "state_dict", "_save_to_state_dict",
+                   "get_extra_state", "set_extra_state")
+_MODULE_HOOKS = ("_load_state_dict_pre_hooks", "_load_state_dict_post_hooks", "_state_dict_hooks",
+                 "_state_dict_pre_hooks")
+
+
+def plain_module(module: torch.nn.Module) -> bool:
+    """True when ``module`` and its submodules save and load their state the stock way: no
+    ``state_dict``/``load_state_dict`` hooks, overrides or extra state, so the tensors of
+    ``state_dict()`` are the parameters' and buffers' own memory, and ``load_state_dict`` would
+    only copy values into them (which a restore into that memory has done already)."""
+    base = torch.nn.Module
+    swap = getattr(torch.__future__, "get_swap_module_params_on_conversion", lambda: False)()
+    if swap:
+        return False
+    for m in module.modules():
+        cls = type(m)
+        if any(getattr(cls, name, None) is not getattr(base, name) for name in _MODULE_METHODS):
+            return False
+        if any(getattr(m, hooks, None) for hooks in _MODULE_HOOKS):
+            return False
+    return True
+
+
 def bump_versions(tensors: list[torch.Tensor]) -> None:
     """Mark ``tensors`` as modified in place for autograd (what ``copy_`` does)."""
     bump = getattr(torch.autograd.graph, "increment_version", None)

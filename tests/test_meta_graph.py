@@ -564,3 +564,18 @@ def test_saver_meta_lists_only_float_trainable_values_as_trainable(tmp_path: Pat
     assert sorted(v.op_name for v in mg.trainable_variables) == [
         "model/0.bias", "model/0.weight", "model/1.bias", "model/1.weight", "w"]
     assert len(mg.variables) > len(mg.trainable_variables)
+
+
+def test_a_tied_weight_is_trainable_under_both_of_its_names(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+
+    class Tied(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(5, 3)
+            self.out = torch.nn.Linear(3, 5, bias=False)
+            self.out.weight = self.embed.weight  # (named_parameters() lists it once)
+
+    prefix = tfckpt.Saver().save({"m": Tied()}, str(tmp_path / "m"))
+    mg = tfckpt.read_meta_graph(prefix + ".meta")
+    assert sorted(v.op_name for v in mg.trainable_variables) == ["m/embed.weight", "m/out.weight"]

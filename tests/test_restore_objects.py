@@ -342,3 +342,12 @@ def test_a_user_defined_optimizer_subclass_gets_its_lists_back(tmp_path: Path) -
     fresh = MyLbfgs([torch.nn.Parameter(torch.zeros(2))], history_size=3, max_iter=2)
     tfckpt.Saver().restore({"o": fresh}, p)
     assert isinstance(fresh.state_dict()["state"][0]["old_dirs"], list)
+
+
+def test_an_int_counter_stored_as_a_float_comes_back_an_int(tmp_path: Path) -> None:
+    p = tfckpt.write({"epoch": np.float32(7.0), "lr": np.float32(0.25)}, str(tmp_path / "tf"))
+    state: dict[str, Any] = {"epoch": 0, "lr": 1}
+    tfckpt.Saver().restore(state, p)
+    assert state["epoch"] == 7
+    assert type(state["epoch"]) is int  # (range(state["epoch"], ...) works)
+    assert state["lr"] == 0.25  # (not cut to the int the leaf held)

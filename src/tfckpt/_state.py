@@ -108,6 +108,14 @@ def _is_module(x: object) -> bool:
     return callable(getattr(x, "named_parameters", None))
 
 
+def _named_parameters(module: Any) -> Any:
+    """Every name of a module's parameters, tied ones included (torch drops the repeats by default)."""
+    try:
+        return module.named_parameters(remove_duplicate=False)
+    except TypeError:
+        return module.named_parameters()
+
+
 def _pytree_children(node: object) -> tuple[list[tuple[str, object]], Any] | None:
     """A registered JAX pytree node's children, named by their keys (a ``flax.struct``
     dataclass's fields, a ``jax.tree_util.register_dataclass`` class's), and its treedef; None
@@ -251,7 +259,7 @@ def untrainable_paths(state: object, *, sep: str = "/") -> set[str]:
             if not _is_module(node):
                 walk(sd, path, True)
                 return
-            trained = {n for n, p in node.named_parameters() if p.requires_grad}  # type: ignore[attr-defined]
+            trained = {n for n, p in _named_parameters(node) if p.requires_grad}
             for k, v in sd.items():
                 walk(v, _join(path, k, sep), frozen or k not in trained)
         elif (tree := _pytree_children(node)) is not None:
@@ -390,6 +398,8 @@ def _py_value(leaf: object, value: np.ndarray[Any, Any]) -> object:
         return item.decode("utf-8") if isinstance(item, bytes) else str(item)
     if isinstance(leaf, bytes):
         return bytes(item)
+    if type(leaf) is int and isinstance(item, float) and item.is_integer():
+        return int(item)  # (an epoch counter TensorFlow stored as a float stays an int)
     return item
 
 

@@ -123,6 +123,31 @@ def test_a_forked_worker_outliving_a_killed_trainer_does_not_keep_the_lock(tmp_p
         os.close(w)  # (the worker reads end-of-file and exits)
 
 
+_FORKED_SAVE = """
+import os, sys, numpy as np, tfckpt
+from tfckpt.errors import AlreadyExistsError
+m = tfckpt.CheckpointManager({"w": np.ones(2)}, sys.argv[1], max_to_keep=2)
+m.save()
+pid = os.fork()
+if pid == 0:  # the child's copy of the manager: its lock was dropped at the fork
+    try:
+        m.save()
+    except AlreadyExistsError:
+        os._exit(3)
+    os._exit(4)
+_, status = os.waitpid(pid, 0)
+m.save()  # (the parent still holds its lock)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_copy_of_a_manager_cannot_save_while_its_parent_holds_the_lock(tmp_path: Path) -> None:
+    # (review: the child's Saver still listed the lock as held and saved without it, racing the parent)
+    proc = subprocess.run([sys.executable, "-c", _FORKED_SAVE, str(tmp_path)], timeout=120)
+    assert proc.returncode == 3
+    assert tfckpt.latest_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-2")
+
+
 def test_a_manager_through_a_symlink_takes_over_in_one_process(tmp_path: Path) -> None:
     import os
 

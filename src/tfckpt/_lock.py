@@ -133,16 +133,17 @@ class DirectoryLock:
             fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
         except OSError as e:
             raise os_error(e, self.directory, "cannot open directory") from None
+        self._fd = fd  # (listed before the flock: a fork in between still closes the child's copy)
+        _HELD.add(self)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise self._busy() from None
         except OSError as e:
+            self._fd = None
+            _HELD.discard(self)
             os.close(fd)
+            if isinstance(e, BlockingIOError):
+                raise self._busy() from None
             raise os_error(e, self.directory, "cannot lock") from None
-        self._fd = fd
-        _HELD.add(self)
 
     def release(self) -> None:
         """Release the lock (a no-op if it is not held)."""

@@ -507,6 +507,7 @@ class Saver:
     def _claim(self, directory: str) -> None:
         """Hold the writer lock of ``directory`` until :meth:`close` (the CheckpointManager's mode)."""
         key = os.path.realpath(directory or ".")
+        self._retake(key)
         if key not in self._locks:
             from tfckpt.cleanup import claim_directory
 
@@ -520,6 +521,7 @@ class Saver:
         killed there (temp files, data files without an index): see :func:`tfckpt.cleanup.cleanup`.
         """
         key = os.path.realpath(directory or ".")
+        self._retake(key)
         if key in self._locks:
             return None
         if key not in self._cleaned:
@@ -531,6 +533,15 @@ class Saver:
         lock = DirectoryLock(key)
         lock.acquire()
         return lock
+
+    def _retake(self, key: str) -> None:
+        """Take again a lifetime lock that a fork dropped (a forked child's copy of this Saver must
+        not save as if it held its parent's lock: AlreadyExistsError while the parent lives)."""
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked:
+            del self._locks[key]
+            lock.acquire()
+            self._locks[key] = lock
 
     def close(self) -> None:
         """Release directory locks held for this Saver's lifetime (also done when it is collected)."""

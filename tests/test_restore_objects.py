@@ -341,7 +341,9 @@ def test_a_user_defined_optimizer_subclass_gets_its_lists_back(tmp_path: Path) -
     p = _save({"o": o}, tmp_path)
     fresh = MyLbfgs([torch.nn.Parameter(torch.zeros(2))], history_size=3, max_iter=2)
     tfckpt.Saver().restore({"o": fresh}, p)
-    assert isinstance(fresh.state_dict()["state"][0]["old_dirs"], list)
+    dirs = fresh.state_dict()["state"][0]["old_dirs"]
+    assert isinstance(dirs, list)
+    assert all(isinstance(t, torch.Tensor) for t in dirs)  # (were numpy arrays: step() failed)
 
 
 def test_an_int_counter_stored_as_a_float_comes_back_an_int(tmp_path: Path) -> None:

@@ -161,3 +161,44 @@ def test_a_manager_through_a_symlink_takes_over_in_one_process(tmp_path: Path) -
     with pytest.raises(FailedPreconditionError, match="superseded"):
         first.save()
     second.close()
+
+
+def test_cleanup_and_ls_report_a_killed_resave_they_can_recover(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from tfckpt.cli import main
+
+    prefix = tfckpt.write({"w": np.ones(2)}, str(tmp_path / "model.ckpt"))
+    # what a re-save killed right after moving the old index aside leaves
+    os.replace(prefix + ".index", prefix + ".index.aside7")
+    temp = tmp_path / "model.ckpt.data-00000-of-00001.tempstate7"
+    temp.write_bytes(b"half a new save")
+    assert main(["ls", str(tmp_path)]) == 0
+    assert "checkpoint is recoverable (index put back" in capsys.readouterr().out
+    assert main(["cleanup", str(tmp_path), "--dry-run"]) == 0
+    line = f"put back the index of {prefix} (a re-save killed before it overwrote anything)"
+    assert capsys.readouterr().out == f"would {line}\nwould remove {temp}\n"
+    assert main(["cleanup", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"{line}\nremoved {temp}\n"
+    assert tfckpt.read(prefix)["w"].tolist() == [1.0, 1.0]
+    assert sorted(os.listdir(tmp_path)) == ["model.ckpt.data-00000-of-00001", "model.ckpt.index"]
+
+
+def test_a_copied_manager_does_not_share_its_lock(tmp_path: Path) -> None:
+    import copy
+    import gc
+
+    from tfckpt._lock import DirectoryLock
+
+    m = tfckpt.CheckpointManager({"w": np.ones(2)}, str(tmp_path), max_to_keep=2)
+    m.save()
+    twin = copy.deepcopy(m)  # (it kept the descriptor: the original's close unlocked the twin too)
+    assert twin.save() == str(tmp_path / "ckpt-2")  # (the newest manager takes over, as in one process)
+    with pytest.raises(FailedPreconditionError, match="superseded"):
+        m.save()
+    del m
+    gc.collect()
+    with pytest.raises(AlreadyExistsError):
+        DirectoryLock(str(tmp_path)).acquire()  # (the twin holds it, on a descriptor of its own)
+    twin.close()
+    DirectoryLock(str(tmp_path)).acquire()

@@ -353,3 +353,44 @@ def test_an_int_counter_stored_as_a_float_comes_back_an_int(tmp_path: Path) -> N
     assert state["epoch"] == 7
     assert type(state["epoch"]) is int  # (range(state["epoch"], ...) works)
     assert state["lr"] == 0.25  # (not cut to the int the leaf held)
+
+
+class _History:
+    """A non-torch object whose list grows: [[loss, acc], ...]."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"items": list(self.items)}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.items = list(sd["items"])
+
+
+def test_a_growing_list_of_lists_in_a_non_torch_object_keeps_its_items_lists(tmp_path: Path) -> None:
+    h = _History()
+    h.items = [[np.float64(1.0), np.float64(0.5)], [np.float64(0.8), np.float64(0.6)]]
+    p = _save({"h": h}, tmp_path)
+    fresh = _History()
+    tfckpt.Saver().restore({"h": fresh}, p)
+    loss, acc = fresh.items[0]  # (a dict {0: .., 1: ..} unpacked its keys: 0, 1)
+    assert (float(loss), float(acc)) == (1.0, 0.5)
+    assert isinstance(fresh.items[1], list)
+
+
+@pytest.mark.parametrize("patched", ["state_dict", "load_state_dict"])
+def test_a_module_with_a_method_patched_on_the_instance_gets_load_state_dict(tmp_path: Path, patched: str) -> None:
+    src = torch.nn.Linear(3, 2)
+    p = _save({"m": src}, tmp_path)
+    dst = torch.nn.Linear(3, 2)
+    calls: list[int] = []
+    if patched == "state_dict":  # (hands out copies: only load_state_dict gets values in)
+        real_sd = dst.state_dict
+        dst.state_dict = lambda *a, **k: {n: t.clone() for n, t in real_sd(*a, **k).items()}
+    else:
+        real_load = dst.load_state_dict
+        dst.load_state_dict = lambda *a, **k: (calls.append(1), real_load(*a, **k))[1]
+    tfckpt.Saver().restore({"m": dst}, p)
+    assert torch.equal(dst.weight, src.weight)
+    assert calls == ([] if patched == "state_dict" else [1])

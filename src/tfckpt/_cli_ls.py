@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfckpt import _recovery
 from tfckpt._cli_format import dump_json, human_bytes, print_line, print_table, styled
 from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._format.v1 import is_v1_checkpoint
@@ -31,7 +32,8 @@ status words:
   missing      named by the state file but not on disk
   elsewhere    named by the state file, on disk in another directory (a copied or moved run)
   incomplete   data without index, index naming missing shards, unreadable index
-Leftovers of interrupted saves (*.tempstate*, checkpoint.tmp*, *_temp/ directories) are listed apart.
+Leftovers of interrupted saves (*.tempstate*, checkpoint.tmp*, *_temp/ directories, *.index.aside*)
+are listed apart.
 """
 
 _DATA = re.compile(r"^(?P<p>.+)\.data-(?P<i>\d{5})-of-(?P<n>\d{5})$")
@@ -97,6 +99,7 @@ def scan(directory: str) -> Listing:
             c = ckpts[name] = Checkpoint(name, step=_step(name))
         return c
 
+    recoverable = {os.path.basename(r.aside): r for r in _recovery.pending(directory)}
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         fn = entry.name
         if entry.is_dir():
@@ -107,6 +110,14 @@ def scan(directory: str) -> Listing:
             continue
         if _TEMPSTATE.fullmatch(fn):
             leftovers.append((fn, "temporary file of an interrupted save"))
+            continue
+        if _recovery.ASIDE.fullmatch(fn):
+            r = recoverable.get(fn)
+            why = "earlier index moved aside by an interrupted re-save"
+            if r is not None:
+                what = "index put back" if r.action == "put back" else "save finished"
+                why += f": its checkpoint is recoverable ({what} by the next read or save of it, or tfckpt cleanup)"
+            leftovers.append((fn, why))
             continue
         if _STATE_TMP.fullmatch(fn):
             leftovers.append((fn, "temporary state file of an interrupted update"))

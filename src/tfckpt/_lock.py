@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from types import TracebackType
 
@@ -81,8 +82,16 @@ def _drop_inherited() -> None:
     _HELD.clear()
 
 
+_OPENING = threading.Lock()  # (held from a lock's open to its listing in _HELD; a fork waits for it)
+
+
+def _child() -> None:
+    _OPENING.release()
+    _drop_inherited()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_inherited)
+    os.register_at_fork(before=_OPENING.acquire, after_in_parent=_OPENING.release, after_in_child=_child)
 
 
 class DirectoryLock:
@@ -129,12 +138,13 @@ class DirectoryLock:
             raise os_error(e, self.directory, "cannot create directory") from None
         if fcntl is None:  # pragma: no cover - Windows
             return
-        try:
-            fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
-        except OSError as e:
-            raise os_error(e, self.directory, "cannot open directory") from None
-        self._fd = fd  # (listed before the flock: a fork in between still closes the child's copy)
-        _HELD.add(self)
+        with _OPENING:  # (a fork from another thread cannot land between the open and the listing)
+            try:
+                fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+            except OSError as e:
+                raise os_error(e, self.directory, "cannot open directory") from None
+            self._fd = fd  # (listed before the flock: a fork after it closes the child's copy)
+            _HELD.add(self)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -172,6 +182,15 @@ class DirectoryLock:
             self.release()
         except Exception:
             pass
+
+    def __copy__(self) -> DirectoryLock:
+        return DirectoryLock(self.directory)  # (a copy does not hold the lock: only one object does)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> DirectoryLock:
+        return DirectoryLock(self.directory)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_fd": None}  # (a descriptor means nothing in another process)
 
     def __repr__(self) -> str:
         return f"<DirectoryLock {self.directory!r} {'held' if self.locked else 'free'}>"

@@ -575,8 +575,11 @@ def _is_torch_object(node: object) -> bool:
     if type(node).__module__.startswith("torch"):
         return True
     torch = sys.modules.get("torch")
-    kinds = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler) if torch else ()
-    return isinstance(node, kinds)
+    if torch is None:
+        return False
+    sched = torch.optim.lr_scheduler
+    return isinstance(node, (torch.nn.Module, torch.optim.Optimizer,
+                             getattr(sched, "LRScheduler", None) or sched._LRScheduler))  # (torch < 2.0)
 
 
 def _plain_torch_module(node: object) -> bool:
@@ -595,7 +598,7 @@ def _longer(path: str, have: int, ctx: _Ctx, torch_ctx: bool) -> list[Any]:
              and int(i) >= have]
     if not extra:
         return []
-    grown = _expand(path, extra, ctx, torch_ctx)
+    grown = _listify(_expand(path, extra, ctx, torch_ctx))  # (a list's items: lists of lists too)
     if sorted(grown) != list(range(have, have + len(grown))):
         raise InvalidArgumentError(f"the list at {path!r} holds {have} items, and the checkpoint items "
                                    f"{sorted(grown)} beyond them: not one list", key=path)

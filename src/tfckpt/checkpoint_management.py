@@ -32,6 +32,7 @@ from google.protobuf import text_format
 
 from tfckpt._paths import PathLike, as_path
 from tfckpt._proto import checkpoint_pb2
+from tfckpt._recovery import recover_prefix
 from tfckpt._storage import read_whole_file, remove_quietly, write_bytes_atomic
 from tfckpt.errors import CheckpointError, FailedPreconditionError, InvalidArgumentError
 
@@ -200,9 +201,16 @@ def literal_pattern(prefix: str) -> str:
 
 
 def checkpoint_exists(checkpoint_prefix: PathLike) -> bool:
-    """True if ``<prefix>.index`` (V2) or ``<prefix>`` (V1 file or pattern) exists."""
+    """True if ``<prefix>.index`` (V2) or ``<prefix>`` (V1 file or pattern) exists.
+
+    A checkpoint that a killed re-save left without its index is recovered first (see
+    :mod:`tfckpt._recovery`), so that a restarted program finds it before its first save."""
     prefix = as_path(checkpoint_prefix, "checkpoint_prefix")
-    return bool(os.path.exists(prefix + ".index") or glob_files(prefix + ".index") or glob_files(prefix))
+    if os.path.exists(prefix + ".index"):
+        return True
+    if glob_files(prefix + ".index") or glob_files(prefix):
+        return True
+    return recover_prefix(prefix)
 
 
 def named_checkpoint(checkpoint_dir: PathLike, latest_filename: str | None = None) -> tuple[str | None, str]:

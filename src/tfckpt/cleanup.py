@@ -13,9 +13,9 @@ directory, and nothing else:
 * ``<prefix>.data-NNNNN-of-MMMMM`` whose ``<prefix>.index`` is missing: data
   files renamed into place by a save killed before its index was;
 * ``<prefix>.index.aside<digits>``: the index of an earlier checkpoint at a prefix
-  being rewritten, moved aside by the save. When that save was killed before it
-  renamed any data file (its first ``.tempstate<same digits>`` data file is still
-  there), the earlier checkpoint is whole: its index is put back, not removed.
+  being rewritten, moved aside by the save. A re-save killed between its renames
+  is first undone or finished (see :mod:`tfckpt._recovery`), so that one whole
+  checkpoint stays at the prefix; what it leaves is then removed.
 
 Only names directly inside ``directory`` are considered, symbolic links are
 never followed, and no checkpoint the state file names is touched, even if it
@@ -36,6 +36,7 @@ import re
 
 from google.protobuf import text_format
 
+from tfckpt import _recovery
 from tfckpt._lock import DirectoryLock
 from tfckpt._paths import PathLike, as_path
 from tfckpt._proto import checkpoint_pb2
@@ -51,8 +52,6 @@ _STATE_TMP = re.compile(r".+\.tmp[0-9a-f]{32}")  # (checkpoint, or a Saver's lat
 _TEMP_DIR = re.compile(r".+_temp(_[0-9a-f]{32})?")
 _PART_FILE = re.compile(r"part-\d{5}-of-\d{5}(\.index|\.data-\d{5}-of-\d{5})(\.tempstate\d+)?")
 _DATA = re.compile(r"(?P<prefix>.+)\.data-\d{5}-of-\d{5}")
-_ASIDE = re.compile(r"(?P<prefix>.+)\.index\.aside(?P<token>\d+)")
-_FIRST_TEMP = re.compile(r"(?P<prefix>.+)\.data-00000-of-\d{5}\.tempstate(?P<token>\d+)")
 _STATE_PATH = re.compile(r'^\s*(?:model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"(.*)"\s*$')
 _MAX_STATE = 64 << 20
 
@@ -98,7 +97,8 @@ def _removable_temp_dir(path: str) -> list[str] | None:
     return files
 
 
-def cleanup(directory: PathLike, *, dry_run: bool = False, lock: bool = True) -> list[str]:
+def cleanup(directory: PathLike, *, dry_run: bool = False, lock: bool = True,
+            recovered: list[str] | None = None) -> list[str]:
     """Remove the leftovers of killed saves from ``directory``; return the paths removed (sorted).
 
     Args:
@@ -106,6 +106,8 @@ def cleanup(directory: PathLike, *, dry_run: bool = False, lock: bool = True) ->
         dry_run: only list what would be removed.
         lock: hold the directory's writer lock while cleaning (pass False when the
             caller already holds it).
+        recovered: when given, a line is appended to it for each killed re-save undone or
+            finished first (or, dry, that would be): "put back the index of ...".
 
     Raises:
         NotFoundError: ``directory`` does not exist.
@@ -129,18 +131,29 @@ def cleanup(directory: PathLike, *, dry_run: bool = False, lock: bool = True) ->
         raise NotFoundError(f"checkpoint directory {directory} {what}", path=directory)
     if lock and not dry_run:
         with DirectoryLock(directory):
-            return _cleanup(directory, dry_run=False)
-    return _cleanup(directory, dry_run=dry_run)
+            return _cleanup(directory, dry_run=False, recovered=recovered)
+    return _cleanup(directory, dry_run=dry_run, recovered=recovered)
 
 
-def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
+def _cleanup(directory: str, *, dry_run: bool, recovered: list[str] | None = None) -> list[str]:
     try:
         entries = list(os.scandir(directory))
     except OSError as err:
         raise os_error(err, directory, "cannot list") from None
+    recoveries = _recovery.pending(directory)
+    if recovered is not None:
+        recovered += [r.describe(done=not dry_run) for r in recoveries]
+    if not dry_run and recoveries:
+        for r in recoveries:
+            _recovery.apply(r)
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as err:
+            raise os_error(err, directory, "cannot list") from None
     names = {e.name for e in entries}
+    kept = {os.path.basename(p) for r in recoveries for pair in r.renames for p in pair}  # (dry: what a run moves)
+    names |= {os.path.basename(r.prefix) + ".index" for r in recoveries}
     protected = _named_prefixes(directory)
-    restored = _put_back_asides(directory, entries, names, dry_run)
     doomed_files: list[str] = []
     doomed_dirs: list[tuple[str, list[str]]] = []
     for e in entries:
@@ -158,12 +171,10 @@ def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
             continue
         if not e.is_file(follow_symlinks=False):
             continue
-        if _TEMPSTATE.fullmatch(name) or _STATE_TMP.fullmatch(name):
-            doomed_files.append(e.path)
+        if name in kept:
             continue
-        if _ASIDE.fullmatch(name):
-            if name not in restored:
-                doomed_files.append(e.path)
+        if _TEMPSTATE.fullmatch(name) or _STATE_TMP.fullmatch(name) or _recovery.ASIDE.fullmatch(name):
+            doomed_files.append(e.path)
             continue
         m = _DATA.fullmatch(name)
         if m:
@@ -201,30 +212,6 @@ def _cleanup(directory: str, *, dry_run: bool) -> list[str]:
         raise type(first)(f"{first.message} ({len(failed)} of {len(removed)} leftovers could not be removed, "
                           f"{len(done)} were)", path=first.path)
     return sorted(done)
-
-
-def _put_back_asides(directory: str, entries: list[os.DirEntry[str]], names: set[str], dry_run: bool) -> set[str]:
-    """Put back each moved-aside index whose save overwrote nothing (see the module's docstring),
-    adding the index to ``names``; return the aside names put back (or, dry, that would be)."""
-    firsts = {m.group("token"): m.group("prefix") for m in map(_FIRST_TEMP.fullmatch, names) if m}
-    out: set[str] = set()
-    for e in entries:
-        m = _ASIDE.fullmatch(e.name)
-        if m is None or e.is_symlink() or not e.is_file(follow_symlinks=False):
-            continue
-        prefix = m.group("prefix")
-        if prefix + ".index" in names or firsts.get(m.group("token")) != prefix:
-            continue  # (committed since, or some data file already overwritten: nothing to put back)
-        if not dry_run:
-            try:
-                os.replace(e.path, os.path.join(directory, prefix + ".index"))
-            except OSError as err:
-                raise os_error(err, e.path, "cannot put back") from None
-            logger.warning("put back the index of checkpoint %s, moved aside by a save that was killed "
-                           "before it changed anything", os.path.join(directory, prefix))
-        names.add(prefix + ".index")
-        out.add(e.name)
-    return out
 
 
 def claim_directory(directory: PathLike) -> DirectoryLock:

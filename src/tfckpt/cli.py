@@ -55,7 +55,8 @@ exit status: 0 ok, 1 error (or differences / problems found), 2 usage
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from tfckpt.cleanup import cleanup
 
-    removed = cleanup(args.directory, dry_run=args.dry_run)
+    recovered: list[str] = []
+    removed = cleanup(args.directory, dry_run=args.dry_run, recovered=recovered)
     if args.dry_run:  # (a real run takes the writer lock: say now if it would be refused)
         from tfckpt._lock import DirectoryLock
         from tfckpt.errors import AlreadyExistsError
@@ -66,12 +67,15 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
         except AlreadyExistsError as e:
             print(f"tfckpt: warning: a real cleanup would be refused now: {_one_line(e.message)}", file=sys.stderr)
     if args.json:
-        _cli_format.dump_json({"directory": args.directory, "dry_run": args.dry_run, "removed": removed})
+        _cli_format.dump_json({"directory": args.directory, "dry_run": args.dry_run, "recovered": recovered,
+                               "removed": removed})
         return 0
+    for line in recovered:
+        print(f"would {line}" if args.dry_run else line)
     verb = "would remove" if args.dry_run else "removed"
     for path in removed:
         print(f"{verb} {path}")
-    if not removed:
+    if not removed and not recovered:
         print(f"nothing to clean in {args.directory}")
     return 0
 

@@ -37,6 +37,7 @@ from tfckpt._format.v1 import V1Reader, v1_files
 from tfckpt._gcpause import paused_gc
 from tfckpt._paths import PathLike, as_path
 from tfckpt._proto import checkpoint_pb2, tensor_pb2
+from tfckpt._recovery import recover_prefix
 from tfckpt.checkpoint_management import latest_checkpoint, named_checkpoint
 from tfckpt.dtypes import DType
 from tfckpt.errors import (
@@ -117,7 +118,7 @@ class CheckpointReader:
         prefix = as_path(prefix, "prefix")
         self.prefix = prefix
         self._impl: BundleReader | V1Reader
-        if os.path.isfile(prefix + ".index"):
+        if os.path.isfile(prefix + ".index") or recover_prefix(prefix):  # (a killed re-save's, recovered)
             self._impl = BundleReader(prefix, verify_crc=verify_crc)
             self.format = "V2"
         else:

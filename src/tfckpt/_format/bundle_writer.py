@@ -753,10 +753,10 @@ class BundleWriter:
                 raise os_error(e, index_final, "cannot rename into") from None
         except BaseException:
             self._stream_tmp = None
-            for t in [*temps, index_tmp]:
-                remove_quietly(t)
             # Data files renamed before the commit point belong to no checkpoint: the earlier
-            # checkpoint at this prefix they overwrote is gone too. Before any, it is intact.
+            # checkpoint at this prefix they overwrote is gone too. Before any, it is intact: its
+            # index goes back first (if that fails, the temporaries stay for cleanup to do it).
+            stuck = False
             if renamed:
                 for r in renamed:
                     remove_quietly(r)
@@ -765,12 +765,15 @@ class BundleWriter:
                 try:
                     os.replace(old_index, index_final)
                 except OSError:
-                    pass
+                    stuck = True
+            if not stuck:
+                for t in [*temps, index_tmp]:
+                    remove_quietly(t)
             raise
         if replacing:
             remove_quietly(old_index)
         if rewriting:  # (only a rewritten prefix can have an earlier checkpoint's shards: no listing per new save)
-            _remove_stale_shards(prefix, self.num_shards)
+            remove_stale_shards(prefix, self.num_shards)
         if self.sync:
             fsync_dir(d)
         return prefix
@@ -790,7 +793,7 @@ class BundleWriter:
         return w.finish()
 
 
-def _remove_stale_shards(prefix: str, num_shards: int) -> None:
+def remove_stale_shards(prefix: str, num_shards: int) -> None:
     """Remove data files of an earlier checkpoint at ``prefix`` with another shard count
     (``prefix.data-00000-of-00004`` once a one-shard save replaced it): the new index,
     committed already, names none of them, and nothing else would ever remove them."""

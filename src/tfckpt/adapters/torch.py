@@ -192,9 +192,9 @@ def plain_module(module: torch.nn.Module) -> bool:
     if swap:
         return False
     for m in module.modules():
-        cls = type(m)
-        if any(getattr(cls, name, None) is not getattr(base, name) for name in _MODULE_METHODS):
-            return False
+        cls, own = type(m), vars(m)
+        if any(getattr(cls, name, None) is not getattr(base, name) or name in own for name in _MODULE_METHODS):
+            return False  # (overridden by its class, or on the instance: a wrapper, a patch)
         if any(getattr(m, hooks, None) for hooks in _MODULE_HOOKS):
             return False
     return True

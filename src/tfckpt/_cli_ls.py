@@ -13,7 +13,7 @@ from tfckpt import _recovery
 from tfckpt._cli_format import dump_json, human_bytes, print_line, print_table, styled
 from tfckpt._format.bundle_reader import BundleReader
 from tfckpt._format.v1 import is_v1_checkpoint
-from tfckpt.checkpoint_management import checkpoint_exists, get_checkpoint_state
+from tfckpt.checkpoint_management import get_checkpoint_state, on_disk
 from tfckpt.cleanup import _STATE_TMP, _TEMP_DIR, _TEMPSTATE
 from tfckpt.errors import CheckpointError, NotFoundError
 
@@ -145,8 +145,9 @@ def scan(directory: str) -> Listing:
         c.size += size
         if fn.endswith(".index") or c.mtime is None or (c.format != "V2" and mtime > c.mtime):
             c.mtime = mtime
+    by_prefix = {os.path.basename(r.prefix): r for r in recoverable.values()}
     for c in ckpts.values():
-        _check(directory, c)
+        _check(directory, c, by_prefix.get(c.name))
 
     listing = Listing(directory, [], leftovers, os.path.isfile(os.path.join(directory, "checkpoint")))
     try:
@@ -168,7 +169,7 @@ def scan(directory: str) -> Listing:
     for name in [*kept, *([latest] if latest else [])]:
         if name not in ckpts:
             ckpts[name] = Checkpoint(name, step=_step(name))
-            (elsewhere if os.path.isabs(name) and checkpoint_exists(name) else missing).add(name)
+            (elsewhere if os.path.isabs(name) and on_disk(name) else missing).add(name)
     for name, c in ckpts.items():
         if name == latest:
             c.status.insert(0, "latest")
@@ -204,11 +205,15 @@ def _rel(directory: str, path: str) -> str:
     return path
 
 
-def _check(directory: str, c: Checkpoint) -> None:
+def _check(directory: str, c: Checkpoint, recovery: _recovery.Recovery | None = None) -> None:
     if c.format != "V2":
         return
     if not c.has_index:
-        c.problems.append(f"{len(c.data_shards)} data file(s) without an index")
+        if recovery is not None:
+            what = "its old index put back" if recovery.action == "put back" else "the save finished"
+            c.problems.append(f"an interrupted re-save's; recoverable: {what} by the next read or save of it")
+        else:
+            c.problems.append(f"{len(c.data_shards)} data file(s) without an index")
         return
     try:
         with BundleReader(os.path.join(directory, c.name)) as r:

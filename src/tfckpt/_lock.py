@@ -82,7 +82,9 @@ def _drop_inherited() -> None:
     _HELD.clear()
 
 
-_OPENING = threading.Lock()  # (held from a lock's open to its listing in _HELD; a fork waits for it)
+# Held from a lock's open to its listing in _HELD: a fork from another thread waits for it (an
+# RLock: a fork from a signal handler of the holding thread itself goes on, instead of hanging).
+_OPENING = threading.RLock()
 
 
 def _child() -> None:

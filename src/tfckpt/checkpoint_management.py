@@ -206,11 +206,12 @@ def checkpoint_exists(checkpoint_prefix: PathLike) -> bool:
     A checkpoint that a killed re-save left without its index is recovered first (see
     :mod:`tfckpt._recovery`), so that a restarted program finds it before its first save."""
     prefix = as_path(checkpoint_prefix, "checkpoint_prefix")
-    if os.path.exists(prefix + ".index"):
-        return True
-    if glob_files(prefix + ".index") or glob_files(prefix):
-        return True
-    return recover_prefix(prefix)
+    return on_disk(prefix) or recover_prefix(prefix)
+
+
+def on_disk(prefix: str) -> bool:
+    """:func:`checkpoint_exists` without recovering anything (for tools that only look)."""
+    return bool(os.path.exists(prefix + ".index") or glob_files(prefix + ".index") or glob_files(prefix))
 
 
 def named_checkpoint(checkpoint_dir: PathLike, latest_filename: str | None = None) -> tuple[str | None, str]:

@@ -141,15 +141,21 @@ def _cleanup(directory: str, *, dry_run: bool, recovered: list[str] | None = Non
     except OSError as err:
         raise os_error(err, directory, "cannot list") from None
     recoveries = _recovery.pending(directory)
-    if recovered is not None:
-        recovered += [r.describe(done=not dry_run) for r in recoveries]
+    done: list[str] = []
     if not dry_run and recoveries:
+        did = []
         for r in recoveries:
-            _recovery.apply(r)
+            gone = _recovery.recover(r, locked=True)
+            if gone is not None:
+                did.append(r)
+                done += gone
+        recoveries = did
         try:
             entries = list(os.scandir(directory))
         except OSError as err:
             raise os_error(err, directory, "cannot list") from None
+    if recovered is not None:
+        recovered += [r.describe(done=not dry_run) for r in recoveries]
     names = {e.name for e in entries}
     kept = {os.path.basename(p) for r in recoveries for pair in r.renames for p in pair}  # (dry: what a run moves)
     names |= {os.path.basename(r.prefix) + ".index" for r in recoveries}
@@ -184,7 +190,6 @@ def _cleanup(directory: str, *, dry_run: bool, recovered: list[str] | None = Non
     removed = sorted(doomed_files + [d for d, _ in doomed_dirs])
     if dry_run:
         return removed
-    done: list[str] = []
     failed: list[tuple[str, OSError]] = []
     for p in doomed_files:
         try:

@@ -42,6 +42,7 @@ from tfckpt._format.strings import encode_strings
 from tfckpt._format.table import TableWriter
 from tfckpt._gcpause import paused_gc
 from tfckpt._paths import as_path
+from tfckpt._recovery import guard, recover_prefix
 from tfckpt._storage import aside_name, fsync_dir, os_error, preallocate, remove_quietly, temp_name
 from tfckpt.dtypes import DType
 from tfckpt.errors import CheckpointError, InvalidArgumentError, UnimplementedError
@@ -694,6 +695,7 @@ class BundleWriter:
         index_tmp = temp_name(index_final, self._token)
         old_index = aside_name(index_final, self._token)  # (an earlier checkpoint's index, while rewriting)
         replacing = rewriting = False
+        guard_fd: int | None = None
         renamed: list[str] = []
         if self._streaming:
             self._open_stream()  # an empty bundle still has its (empty) data file
@@ -727,14 +729,14 @@ class BundleWriter:
             except OSError as e:
                 raise os_error(e, index_tmp, "cannot write") from None
             # Rewriting a prefix with its shard count: its old index goes aside first, so that no
-            # instant has the old index naming new data (a kill between the renames leaves no
-            # checkpoint at the prefix instead of one that fails its checksums; a kill before the
-            # first data file is renamed leaves the old checkpoint whole, and cleanup puts its
-            # index back). Another shard count overwrites none of the old files: the index
-            # rename replaces one whole checkpoint with the other.
-            rewriting = os.path.exists(index_final)
+            # instant has the old index naming new data; killed before the first data rename, the
+            # old checkpoint is put back, after it the save is finished, by the next read or save
+            # (tfckpt._recovery; the guard tells a live save from a killed one). Another shard
+            # count overwrites none of the old files: the index rename swaps whole checkpoints.
+            rewriting = os.path.exists(index_final) or recover_prefix(prefix)  # (an earlier killed one first)
             replacing = rewriting and os.path.exists(finals[0])
             if replacing:
+                guard_fd = guard(index_tmp)
                 try:
                     os.replace(index_final, old_index)
                 except OSError as e:
@@ -753,23 +755,12 @@ class BundleWriter:
                 raise os_error(e, index_final, "cannot rename into") from None
         except BaseException:
             self._stream_tmp = None
-            # Data files renamed before the commit point belong to no checkpoint: the earlier
-            # checkpoint at this prefix they overwrote is gone too. Before any, it is intact: its
-            # index goes back first (if that fails, the temporaries stay for cleanup to do it).
-            stuck = False
-            if renamed:
-                for r in renamed:
-                    remove_quietly(r)
-                remove_quietly(old_index)
-            elif replacing and os.path.exists(old_index):
-                try:
-                    os.replace(old_index, index_final)
-                except OSError:
-                    stuck = True
-            if not stuck:
-                for t in [*temps, index_tmp]:
-                    remove_quietly(t)
-            raise
+            if not (renamed and replacing):  # (else the old checkpoint is partly overwritten and the
+                self._undo(renamed, replacing, old_index, index_final, [*temps, index_tmp])  # new whole:
+            raise  # left for the next read or save to finish, as after a kill)
+        finally:
+            if guard_fd is not None:
+                os.close(guard_fd)
         if replacing:
             remove_quietly(old_index)
         if rewriting:  # (only a rewritten prefix can have an earlier checkpoint's shards: no listing per new save)
@@ -777,6 +768,20 @@ class BundleWriter:
         if self.sync:
             fsync_dir(d)
         return prefix
+
+    @staticmethod
+    def _undo(renamed: list[str], replacing: bool, old_index: str, index_final: str, temps: list[str]) -> None:
+        """A failed save's files go; an old index moved aside goes back first (if that fails,
+        the temporaries stay, for a recovery to put it back)."""
+        for r in renamed:  # (new names: another shard count, or a first save)
+            remove_quietly(r)
+        if replacing and os.path.exists(old_index):
+            try:
+                os.replace(old_index, index_final)
+            except OSError:
+                return
+        for t in temps:
+            remove_quietly(t)
 
     def _build_index(self, results: list[_Entries]) -> bytes:
         w = TableWriter()

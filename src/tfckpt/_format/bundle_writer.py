@@ -733,7 +733,8 @@ class BundleWriter:
             # old checkpoint is put back, after it the save is finished, by the next read or save
             # (tfckpt._recovery; the guard tells a live save from a killed one). Another shard
             # count overwrites none of the old files: the index rename swaps whole checkpoints.
-            rewriting = os.path.exists(index_final) or recover_prefix(prefix)  # (an earlier killed one first)
+            rewriting = os.path.exists(index_final) or (  # (an earlier killed re-save first, if data of
+                os.path.exists(finals[0]) and recover_prefix(prefix))  # the prefix is there: no listing per new save)
             replacing = rewriting and os.path.exists(finals[0])
             if replacing:
                 guard_fd = guard(index_tmp)

@@ -404,7 +404,8 @@ def test_two_killed_resaves_in_a_row_leave_a_whole_checkpoint(tmp_path: Path, mo
     assert not [n for n in os.listdir(tmp_path) if ".aside" in n or ".tempstate" in n]
 
 
-def test_a_reader_waits_for_a_live_resave_instead_of_recovering_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_reader_waits_for_a_live_resave_instead_of_recovering_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # (review: tfckpt.write takes no directory lock, so a reader in the middle of a live re-save's
     # renames "recovered" it, and the writer's next rename failed)
     import threading

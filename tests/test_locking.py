@@ -163,7 +163,8 @@ def test_a_manager_through_a_symlink_takes_over_in_one_process(tmp_path: Path) -
     second.close()
 
 
-def test_cleanup_and_ls_report_a_killed_resave_they_can_recover(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cleanup_and_ls_report_a_killed_resave_they_can_recover(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import os
 
     from tfckpt.cli import main

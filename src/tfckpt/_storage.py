@@ -194,7 +194,7 @@ def temp_name(path: str, token: int | None = None) -> str:
 def aside_name(index_path: str, token: int) -> str:
     """Where a save that rewrites a prefix keeps the earlier index until its own commits:
     ``<prefix>.index.aside<token>``, ``token`` that of the save's temporaries (see
-    :func:`tfckpt.cleanup.cleanup`, which puts it back when a killed save overwrote nothing)."""
+    :mod:`tfckpt._recovery`, which puts it back or finishes a killed save)."""
     return f"{index_path}.aside{token}"
 
 

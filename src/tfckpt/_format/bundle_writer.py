@@ -351,7 +351,7 @@ class BundleWriter:
         self.sync = sync
         self._streaming = streaming
         self._stream_tmp: str | None = None
-        self._token = secrets.randbits(64)  # (one for the save's temporaries: see cleanup)
+        self._token = secrets.randbits(64)  # (one for the save's temporaries: see tfckpt._recovery)
         self._stream_file: Any = None
         self._stream_keys: list[bytes] = []
         self._stream_values: list[bytes] = []  # (encoded entries)

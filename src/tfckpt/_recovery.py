@@ -36,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from tfckpt._storage import os_error
+from tfckpt._storage import os_error, remove_quietly
 from tfckpt.errors import CheckpointError
 
 __all__ = ["Recovery", "apply", "guard", "pending", "recover", "recover_prefix"]
@@ -121,7 +121,7 @@ def apply(r: Recovery) -> list[str]:
             os.replace(src, dst)
         except OSError as e:
             raise os_error(e, dst, "cannot rename into") from None
-    removed = [p for p in r.leftovers if _remove(p)]
+    removed = [p for p in r.leftovers if remove_quietly(p)]
     if r.action == "finish":
         counts = [int(m.group("count")) for src, _ in r.renames if (m := _DATA_TEMP.fullmatch(os.path.basename(src)))]
         if counts:  # (the old index's shards of another count, which the new one does not name)
@@ -130,14 +130,6 @@ def apply(r: Recovery) -> list[str]:
             remove_stale_shards(r.prefix, counts[0])
     logger.warning("%s", r.describe())
     return removed
-
-
-def _remove(path: str) -> bool:
-    try:
-        os.remove(path)
-    except OSError:
-        return False
-    return True
 
 
 def guard(path: str) -> int | None:

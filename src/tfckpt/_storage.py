@@ -260,11 +260,13 @@ def preallocate(fd: int, nbytes: int) -> bool:
     return False  # (EOPNOTSUPP, ENOSYS, EINVAL, ...: the writes allocate as they go)
 
 
-def remove_quietly(path: str) -> None:
+def remove_quietly(path: str) -> bool:
+    """Remove ``path`` if it can be; True if it was."""
     try:
         os.remove(path)
     except OSError:
-        pass
+        return False
+    return True
 
 
 def write_file_atomic(
